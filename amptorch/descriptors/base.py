@@ -1,0 +1,212 @@
+"""What every fingerprint shares: structure checks, the neighbour list, the
+call into the C++ kernel, threading over structures and the settings hash.
+
+A concrete descriptor implements ``settings()`` (a JSON-able dict that fully
+determines its output), ``feature_names``, ``cutoff`` and ``_kernel``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from amptorch.descriptors.neighbors import NeighborEntries, neighbor_entries
+from amptorch.descriptors.record import FeatureRecord
+from amptorch.errors import InputError, where
+
+_DTYPES = {np.dtype(np.float64): False, np.dtype(np.float32): True}
+
+
+def structure_arrays(atoms, index: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(numbers (n,), positions (n, 3) Å, cell (3, 3) Å, pbc (3,)) of an ase.Atoms."""
+    try:
+        numbers = np.asarray(atoms.numbers, dtype=np.int64)
+        positions = np.asarray(atoms.positions, dtype=np.float64)
+        cell = np.asarray(atoms.cell.array, dtype=np.float64)
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+    except AttributeError as err:
+        raise InputError(f"{where(index)}atoms: got {type(atoms).__name__}; expected an ase.Atoms") from None
+    if positions.ndim != 2 or positions.shape[1] != 3:
+        raise InputError(f"{where(index)}positions: shape {positions.shape}; expected (n_atoms, 3)")
+    bad = (numbers < 1) | (numbers > 118)
+    if bad.any():
+        raise InputError(
+            f"{where(index)}numbers: atom {int(np.flatnonzero(bad)[0])} has atomic number "
+            f"{int(numbers[bad][0])}; expected 1..118"
+        )
+    return numbers, positions, cell, pbc
+
+
+def _targets(atoms) -> dict:
+    """Energy (eV), forces (eV/Å), stress (Voigt, eV/Å^3) from an attached calculator, if any."""
+    out: dict = {}
+    calc = getattr(atoms, "calc", None)
+    if calc is None:
+        return out
+    results = getattr(calc, "results", {})
+    if "energy" in results:
+        out["energy"] = float(results["energy"])
+    if "forces" in results:
+        out["forces"] = np.asarray(results["forces"], dtype=np.float64)
+    if "stress" in results:
+        s = np.asarray(results["stress"], dtype=np.float64)
+        if s.shape == (3, 3):
+            s = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        out["stress"] = s
+    return out
+
+
+class Descriptor(ABC):
+    """Base of GMP and GaussianSF."""
+
+    @property
+    @abstractmethod
+    def cutoff(self) -> float:
+        """Neighbour cutoff radius in Å."""
+
+    @abstractmethod
+    def settings(self) -> dict:
+        """JSON-able dict that fully determines the fingerprints (hashed)."""
+
+    @property
+    @abstractmethod
+    def feature_names(self) -> list[str]:
+        """One name per feature column."""
+
+    @abstractmethod
+    def _kernel(
+        self,
+        numbers: np.ndarray,
+        nl: NeighborEntries,
+        derivatives: bool,
+        strain: bool,
+        float32: bool,
+        n_threads: int,
+        index: int | None,
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Run the C++ kernel: (features, dfeat or None, dfeat_strain or None)."""
+
+    @property
+    def length(self) -> int:
+        """Number of features per atom."""
+        return len(self.feature_names)
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the canonical settings JSON: equal hashes mean equal fingerprints."""
+        blob = json.dumps(self.settings(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def compute(
+        self,
+        atoms,
+        derivatives: bool = True,
+        strain: bool = False,
+        dtype=np.float64,
+        n_threads: int = 0,
+        index: int | None = None,
+    ) -> FeatureRecord:
+        """Fingerprints of one structure.
+
+        Args:
+            atoms: ase.Atoms; isolated, slab (pbc per axis) or periodic.
+            derivatives: also return ``dfeat`` (p, F, 3), d features[i] / d r_j.
+            strain: also return ``dfeat_strain`` (n, F, 3, 3).
+            dtype: float64 (default) or float32 for the outputs; the kernel
+                always computes in float64.
+            n_threads: OpenMP threads over atoms (0: the OpenMP default).
+            index: structure index used in error messages.
+
+        Returns:
+            FeatureRecord with targets copied from ``atoms.calc`` when present.
+        """
+        from amptorch import _core  # noqa: F401  (import error surfaces here, once)
+
+        dt = np.dtype(dtype)
+        if dt not in _DTYPES:
+            raise InputError(f"dtype: got {dt}; expected float64 or float32")
+        numbers, positions, cell, pbc = structure_arrays(atoms, index)
+        self._check_elements(numbers, index)
+        nl = neighbor_entries(positions, cell, pbc, self.cutoff, index)
+        feats, dfeat, dstrain = self._kernel(numbers, nl, derivatives, strain, _DTYPES[dt], n_threads, index)
+        return FeatureRecord(
+            numbers=numbers,
+            features=feats,
+            pair_i=nl.pair_i if derivatives else None,
+            pair_j=nl.pair_j if derivatives else None,
+            dfeat=dfeat,
+            dfeat_strain=dstrain,
+            **_targets(atoms),
+        )
+
+    def compute_many(
+        self,
+        images: Iterable,
+        derivatives: bool = True,
+        strain: bool = False,
+        dtype=np.float64,
+        workers: int | None = None,
+        progress: bool = True,
+    ) -> list[FeatureRecord]:
+        """Fingerprints of many structures, ``workers`` at a time (threads; the kernel drops the GIL).
+
+        Errors name the structure's position in ``images``.
+        """
+        images = list(images)
+        workers = workers or os.cpu_count() or 1
+
+        def one(k: int) -> FeatureRecord:
+            return self.compute(images[k], derivatives, strain, dtype, n_threads=1, index=k)
+
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(images), desc=f"featurizing ({type(self).__name__})", unit="struct")
+        out: list[FeatureRecord] = []
+        try:
+            if workers == 1:
+                for k in range(len(images)):
+                    out.append(one(k))
+                    if bar is not None:
+                        bar.update()
+            else:
+                with ThreadPoolExecutor(workers) as pool:
+                    for rec in pool.map(one, range(len(images))):
+                        out.append(rec)
+                        if bar is not None:
+                            bar.update()
+        finally:
+            if bar is not None:
+                bar.close()
+        return out
+
+    def _check_elements(self, numbers: np.ndarray, index: int | None) -> None:
+        """Hook: raise InputError for elements the descriptor cannot handle."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items() if k != "kind")
+        return f"{type(self).__name__}({args})"
+
+
+def species_index(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unique atomic numbers (S,), species index of each atom (n,))."""
+    uniq, inv = np.unique(numbers, return_inverse=True)
+    return uniq, inv.astype(np.int64)
+
+
+def as_float_list(values: Sequence[float] | float, name: str) -> list[float]:
+    """A list of finite floats, or InputError naming the parameter."""
+    try:
+        arr = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise InputError(f"{name}: got {values!r}; expected a list of numbers") from None
+    if arr.ndim != 1 or not np.isfinite(arr).all():
+        raise InputError(f"{name}: got {values!r}; expected a flat list of finite numbers")
+    return [float(v) for v in arr]

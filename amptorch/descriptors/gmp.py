@@ -1,0 +1,315 @@
+"""Gaussian multipole (GMP) fingerprints (Lei & Medford, J. Phys. Chem. Lett. 2022).
+
+The valence density around atom i, a sum of Gaussians on every neighbour
+(itself included), is probed with Maxwell-Cartesian spherical harmonics of
+order n times a Gaussian of width sigma. Every integral is analytic (see
+``src/gmp.cpp``). One feature per (order, sigma), whatever the number of
+elements: element identity enters through the densities.
+
+Two schemes of the original AmpTorch:
+
+* ``gmpordernorm`` (default): probe amplitude A = (1/(sigma sqrt(2 pi)))^3,
+  feature = sum over every component of multiplicity x M^2 (rotation
+  invariant), or its square root with ``square=False``.
+* ``gmp`` (older): one feature per (order, group, sigma), where a group is
+  a class of components (e.g. order 2: xx-type and xy-type), amplitude
+  A = 1/(sigma sqrt(2 pi)), feature = sqrt(sum_c M_c^2) by default.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from ase.data import chemical_symbols
+
+from amptorch.descriptors import densities as dens
+from amptorch.descriptors import mcsh
+from amptorch.descriptors.base import Descriptor, as_float_list, species_index
+from amptorch.descriptors.neighbors import NeighborEntries
+from amptorch.errors import InputError, where
+
+SMOOTH_CUTOFFS = {None: 0, "cosine": 1, "polynomial": 2}
+
+
+def default_cutoff(sigma_max: float, threshold: float = 1e-8) -> float:
+    """The original's rule: where the widest probe Gaussian A' exp(-a' r^2) falls below 1e-8 (Å, 2 decimals).
+
+    A' = 1/(sigma sqrt(2 pi)), a' = 1/(2 sigma^2); 15.29 Å for sigma_max = 2.66 Å.
+    """
+    a_amp = 1.0 / (sigma_max * math.sqrt(2.0 * math.pi))
+    a_exp = 1.0 / (2.0 * sigma_max**2)
+    return round(math.sqrt(math.log(threshold / a_amp) / -a_exp), 2)
+
+
+class GMP(Descriptor):
+    """GMP fingerprints.
+
+    Args:
+        orders: MCSH orders, 0..9.
+        sigmas: probe widths (Å), > 0.
+        cutoff: neighbour cutoff (Å); default ``default_cutoff(max(sigmas))``.
+        densities: per-element Gaussians {symbol or Z: [(B, beta), ...]}
+            overriding the shipped psp_v3 table.
+        fallback: give elements absent from the table a single-Gaussian
+            density (see ``densities.fallback_density``); if False they raise.
+        square: feature = sum of multiplicity x M^2 (True) or its square root.
+        solid_harmonics: use the solid MCSH (True, the original's default);
+            False drops r^2 factors and scales by 1/rs per power, as the original.
+        rs, rs_scale: for ``solid_harmonics=False``: 1/rs = 1/rs (constant) or
+            1/(rs_scale * sigma) when ``rs_scale`` is given.
+        smooth_cutoff: None (hard cutoff, matches the original), "cosine" or
+            "polynomial" (exponent ``cutoff_gamma``) on each neighbour's density.
+        probes: explicit probe list instead of orders x sigmas: (order, sigma)
+            pairs (gmpordernorm) or (order, group, sigma) triples (the older
+            "gmp" scheme, group 1-based as in ``mcsh.groups``).
+    """
+
+    def __init__(
+        self,
+        orders: Sequence[int] = (0, 1, 2, 3),
+        sigmas: Sequence[float] = (0.2, 0.69, 1.1, 1.66, 2.66),
+        cutoff: float | None = None,
+        densities: Mapping | None = None,
+        fallback: bool = True,
+        square: bool | None = None,
+        solid_harmonics: bool = True,
+        rs: float = 1.0,
+        rs_scale: float | None = None,
+        smooth_cutoff: str | None = None,
+        cutoff_gamma: float = 2.0,
+        probes: Sequence[Sequence[float]] | None = None,
+    ):
+        if probes is None:
+            orders = self._check_orders(orders)
+            sigmas = self._check_sigmas(sigmas, "sigmas")
+            probes = [(o, s) for o in orders for s in sigmas]
+        self.probes = self._check_probes(probes)
+        self.grouped = len(self.probes[0]) == 3
+        self.square = (not self.grouped) if square is None else bool(square)
+        self.solid_harmonics = bool(solid_harmonics)
+        self.rs = float(rs)
+        self.rs_scale = None if rs_scale is None else float(rs_scale)
+        if not self.solid_harmonics and not (self.rs > 0 and (self.rs_scale is None or self.rs_scale > 0)):
+            raise InputError("rs: expected rs > 0 and rs_scale > 0 (Å) for solid_harmonics=False")
+        self.sigmas = sorted({p[-1] for p in self.probes})
+        if cutoff is None:
+            cutoff = default_cutoff(max(self.sigmas))
+        if not (isinstance(cutoff, (int, float)) and math.isfinite(cutoff) and cutoff > 0):
+            raise InputError(f"cutoff: got {cutoff!r}; expected a positive number of Å")
+        self._cutoff = float(cutoff)
+        if smooth_cutoff not in SMOOTH_CUTOFFS:
+            raise InputError(f"smooth_cutoff: got {smooth_cutoff!r}; expected None, 'cosine' or 'polynomial'")
+        self.smooth_cutoff = smooth_cutoff
+        self.cutoff_gamma = float(cutoff_gamma)
+        if smooth_cutoff == "polynomial" and not self.cutoff_gamma > 0:
+            raise InputError(f"cutoff_gamma: got {cutoff_gamma!r}; expected > 0")
+        self.fallback = bool(fallback)
+        self.densities = {
+            z: dens.check_gaussians(z, g, "densities")
+            for z, g in ((dens.element_number(k, "densities"), g) for k, g in (densities or {}).items())
+        }
+        self._tables = self._build_probe_tables()
+
+    # -- parameter checks --------------------------------------------------
+    @staticmethod
+    def _check_orders(orders) -> list[int]:
+        out = []
+        for o in np.atleast_1d(orders).tolist():
+            if not isinstance(o, int) or not 0 <= o <= mcsh.MAX_ORDER:
+                raise InputError(f"orders: got {o!r}; expected integers 0..{mcsh.MAX_ORDER}")
+            out.append(o)
+        if not out:
+            raise InputError("orders: empty; expected at least one MCSH order 0..9")
+        return out
+
+    @staticmethod
+    def _check_sigmas(sigmas, name: str) -> list[float]:
+        out = as_float_list(sigmas, name)
+        if not out or min(out) <= 0:
+            raise InputError(f"{name}: got {sigmas!r}; expected positive widths in Å")
+        return out
+
+    def _check_probes(self, probes) -> list[tuple]:
+        out = []
+        for p in probes:
+            p = tuple(p)
+            if len(p) not in (2, 3):
+                raise InputError(f"probes: got {p!r}; expected (order, sigma) or (order, group, sigma)")
+            order = self._check_orders([p[0]])[0]
+            sigma = self._check_sigmas([p[-1]], "sigmas")[0]
+            if len(p) == 3:
+                n_groups = len(mcsh.groups(order))
+                if not isinstance(p[1], int) or not 1 <= p[1] <= n_groups:
+                    raise InputError(f"groups: order {order} has groups 1..{n_groups}; got {p[1]!r}")
+                out.append((order, p[1], sigma))
+            else:
+                out.append((order, sigma))
+        if not out:
+            raise InputError("probes: empty; expected at least one probe")
+        if len({len(p) for p in out}) != 1:
+            raise InputError("probes: mix of (order, sigma) and (order, group, sigma); expected one kind")
+        return out
+
+    # -- tables for the kernel --------------------------------------------
+    def _build_probe_tables(self) -> dict[str, np.ndarray]:
+        """Flatten probes into components and monomials with every constant folded in."""
+        sigma_index = {s: k for k, s in enumerate(self.sigmas)}
+        probe_sigma, comp_start, comp_weight = [], [0], []
+        mono_start, mono_coef, mono_pow = [0], [], []
+        for probe in self.probes:
+            order, sigma = probe[0], probe[-1]
+            amp = 1.0 / (sigma * math.sqrt(2.0 * math.pi))
+            if self.grouped:
+                comps = mcsh.group_components(mcsh.groups(order)[probe[1] - 1])
+                weights = [1.0] * len(comps)
+            else:
+                amp = amp**3
+                comps = mcsh.components(order)
+                weights = [float(mcsh.multiplicity(*c)) for c in comps]
+            inv_rs = 1.0 / (self.rs_scale * sigma if self.rs_scale is not None else self.rs)
+            probe_sigma.append(sigma_index[sigma])
+            for comp, w in zip(comps, weights):
+                for coef, k, l, m in mcsh.monomials(*comp, solid=self.solid_harmonics, inv_rs=inv_rs):
+                    mono_coef.append(amp * coef)
+                    mono_pow.append((k, l, m))
+                mono_start.append(len(mono_coef))
+                comp_weight.append(w)
+            comp_start.append(len(comp_weight))
+        return {
+            "sigma_alpha": np.array([1.0 / (2.0 * s * s) for s in self.sigmas]),
+            "probe_sigma": np.array(probe_sigma, dtype=np.int64),
+            "comp_start": np.array(comp_start, dtype=np.int64),
+            "comp_weight": np.array(comp_weight),
+            "mono_start": np.array(mono_start, dtype=np.int64),
+            "mono_coef": np.array(mono_coef),
+            "mono_pow": np.array(mono_pow, dtype=np.int64).reshape(-1, 3),
+        }
+
+    def density(self, z: int) -> tuple[tuple[float, float], ...] | None:
+        """(B, beta) Gaussians of element z: user override, table, fallback (or None)."""
+        if z in self.densities:
+            return self.densities[z]
+        table = dens.psp_v3()
+        if z in table:
+            return table[z]
+        return dens.fallback_density(z) if self.fallback else None
+
+    # -- Descriptor interface ---------------------------------------------
+    @property
+    def cutoff(self) -> float:
+        return self._cutoff
+
+    @property
+    def feature_names(self) -> list[str]:
+        if self.grouped:
+            return [f"gmp_o{o}_g{g}_s{s:g}" for o, g, s in self.probes]
+        return [f"gmp_o{o}_s{s:g}" for o, s in self.probes]
+
+    def settings(self) -> dict:
+        return {
+            "kind": "GMP",
+            "probes": [list(p) for p in self.probes],
+            "cutoff": self._cutoff,
+            "square": self.square,
+            "solid_harmonics": self.solid_harmonics,
+            "rs": self.rs,
+            "rs_scale": self.rs_scale,
+            "smooth_cutoff": self.smooth_cutoff,
+            "cutoff_gamma": self.cutoff_gamma,
+            "table": dens.TABLE_NAME,
+            "fallback": self.fallback,
+            "densities": {chemical_symbols[z]: [list(g) for g in gs] for z, gs in sorted(self.densities.items())},
+        }
+
+    def _check_elements(self, numbers: np.ndarray, index: int | None) -> None:
+        for z in np.unique(numbers).tolist():
+            if self.density(z) is None:
+                raise InputError(
+                    f"{where(index)}numbers: element {chemical_symbols[z]} has no density in the "
+                    f"{dens.TABLE_NAME} table and fallback=False; expected one of the table's elements "
+                    "or densities={...} for it"
+                )
+
+    def _kernel(self, numbers, nl: NeighborEntries, derivatives, strain, float32, n_threads, index):
+        from amptorch import _core
+
+        uniq, species = species_index(numbers)
+        gs = [self.density(int(z)) for z in uniq]
+        gstart = np.zeros(len(gs) + 1, dtype=np.int64)
+        np.cumsum([len(g) for g in gs], out=gstart[1:])
+        flat = np.array([row for g in gs for row in g], dtype=np.float64).reshape(-1, 2)
+        t = self._tables
+        max_power = int(max(p[0] for p in self.probes))
+        return _core.gmp(
+            species, nl.estart, nl.ej, nl.ed, nl.epair, len(nl.pair_i),
+            gstart, flat[:, 0].copy(), flat[:, 1].copy(),
+            t["sigma_alpha"], t["probe_sigma"], t["comp_start"], t["comp_weight"],
+            t["mono_start"], t["mono_coef"], t["mono_pow"], max_power,
+            self.square, True, SMOOTH_CUTOFFS[self.smooth_cutoff], self._cutoff, self.cutoff_gamma,
+            derivatives, strain, float32, n_threads,
+        )  # fmt: skip
+
+    # -- the original's parameter dicts -----------------------------------
+    @classmethod
+    def from_amptorch(cls, fp_params: Mapping, fp_scheme: str = "gmpordernorm", **kwargs) -> GMP:
+        """GMP from the original AmpTorch's ``fp_params``.
+
+        Accepts ``{"MCSHs": {"orders": [...], "sigmas": [...]}, ...}``, the
+        ``{"MCSHs_detailed_list": [{"order": n, "sigmas": [...]}, ...]}`` form,
+        and the older ``fp_scheme="gmp"`` form ``{"MCSHs": {"0": {"groups":
+        [...], "sigmas": [...]}, ...}}``; plus ``atom_gaussians`` {El: path to
+        a .g file}, ``cutoff``, ``square``, ``solid_harmonics``, ``rs_setup``.
+        """
+        if not isinstance(fp_params, Mapping):
+            raise InputError(f"fp_params: got {type(fp_params).__name__}; expected a dict")
+        known = {"MCSHs", "MCSHs_detailed_list", "atom_gaussians", "cutoff", "square", "solid_harmonics",
+                 "rs_setup", "custom_cutoff", "smooth_cutoff"}  # fmt: skip
+        unknown = set(fp_params) - known
+        if unknown:
+            raise InputError(f"fp_params: unknown key {sorted(unknown)[0]!r}; expected some of {sorted(known)}")
+        if fp_scheme not in ("gmpordernorm", "gmp"):
+            raise InputError(f"fp_scheme: got {fp_scheme!r}; expected 'gmpordernorm' or 'gmp' for GMP")
+        probes: list[tuple] = []
+        if "MCSHs_detailed_list" in fp_params:
+            for entry in fp_params["MCSHs_detailed_list"]:
+                sig = entry.get("sigmas", [entry["sigma"]] if "sigma" in entry else None)
+                if sig is None or "order" not in entry:
+                    raise InputError(f"MCSHs_detailed_list: entry {entry!r}; expected keys 'order' and 'sigmas'")
+                if "group" in entry:
+                    probes += [(entry["order"], entry["group"], s) for s in as_float_list(sig, "sigmas")]
+                else:
+                    probes += [(entry["order"], s) for s in as_float_list(sig, "sigmas")]
+        elif "MCSHs" in fp_params:
+            mcshs = fp_params["MCSHs"]
+            if "orders" in mcshs:
+                sig = as_float_list(mcshs.get("sigmas", []), "MCSHs.sigmas")
+                probes = [(o, s) for o in np.atleast_1d(mcshs["orders"]).tolist() for s in sig]
+            else:
+                for key in sorted(mcshs, key=lambda k: int(k)):
+                    spec = mcshs[key]
+                    sig = as_float_list(spec.get("sigmas", []), f"MCSHs.{key}.sigmas")
+                    groups = spec.get("groups", list(range(1, len(mcsh.groups(int(key))) + 1)))
+                    probes += [(int(key), int(g), s) for g in groups for s in sig]
+        else:
+            raise InputError("fp_params: missing 'MCSHs'; expected {'MCSHs': {'orders': [...], 'sigmas': [...]}}")
+        if fp_scheme == "gmp":
+            probes = [p if len(p) == 3 else (p[0], g, p[1]) for p in probes
+                      for g in ([None] if len(p) == 3 else range(1, len(mcsh.groups(p[0])) + 1))]  # fmt: skip
+        densities = {el: dens.read_g_file(path) for el, path in fp_params.get("atom_gaussians", {}).items()}
+        rs_setup = fp_params.get("rs_setup", {})
+        args = dict(
+            cutoff=fp_params.get("cutoff"),
+            densities=densities,
+            square=fp_params.get("square"),
+            solid_harmonics=fp_params.get("solid_harmonics", True),
+            smooth_cutoff=fp_params.get("smooth_cutoff"),
+            probes=probes,
+        )
+        if rs_setup.get("setup") == "scale":
+            args["rs_scale"] = rs_setup.get("scale_factor", 1.0)
+        elif "rs" in rs_setup:
+            args["rs"] = rs_setup["rs"]
+        args.update(kwargs)
+        return cls(**args)

@@ -1,0 +1,234 @@
+"""Behler-Parrinello Gaussian symmetry functions G2, G4, G5 (see ``src/gsf.cpp``).
+
+Channels: G2 per neighbour element, G4/G5 per unordered neighbour-element
+pair. Feature order = the original AmpTorch's: the python sort of the rows
+(kind, Z1, Z2, eta, Rs or zeta, lambda), i.e. all G2 (by element, eta, Rs),
+then G4, then G5 (by element pair, eta, zeta, lambda). Every centre element
+has the same layout, so rows align across elements.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from ase.data import chemical_symbols
+
+from amptorch.descriptors.base import Descriptor, as_float_list, species_index
+from amptorch.descriptors.densities import element_number
+from amptorch.descriptors.neighbors import NeighborEntries
+from amptorch.errors import InputError, where
+
+CUTOFF_FNS = {"cosine": 1, "polynomial": 2}
+
+Row = tuple[int, int, int, float, float, float]  # kind, Z1, Z2 (0 for G2), eta, Rs|zeta, lambda
+
+
+class GaussianSF(Descriptor):
+    """Gaussian symmetry functions.
+
+    Args:
+        elements: the element channels (symbols or Z), every element the
+            structures may hold.
+        g2: [(eta 1/Å^2, Rs Å), ...] radial functions.
+        g4: [(eta 1/Å^2, zeta, lambda = +-1), ...] angular functions with the
+            exp(-eta R_jk^2) fc(R_jk) factor.
+        g5: same, without the R_jk factor.
+        cutoff: Rc in Å.
+        cutoff_fn: "cosine" 0.5 (1 + cos(pi R/Rc)) or "polynomial"
+            1 + gamma x^(gamma+1) - (gamma+1) x^gamma, x = R/Rc.
+        gamma: exponent of the polynomial cutoff.
+        per_element: {centre element: {"g2": ..., "g4": ..., "g5": ...}} to
+            give some centre elements their own parameters (same length).
+    """
+
+    def __init__(
+        self,
+        elements: Sequence[str | int],
+        g2: Sequence[Sequence[float]] = (),
+        g4: Sequence[Sequence[float]] = (),
+        g5: Sequence[Sequence[float]] = (),
+        cutoff: float = 6.0,
+        cutoff_fn: str = "cosine",
+        gamma: float = 2.0,
+        per_element: Mapping | None = None,
+    ):
+        # The given order decides how a pair row is written, (Z_a, Z_b) with a
+        # before b in ``elements``, and so the feature order (as the original).
+        given = list(dict.fromkeys(element_number(e, "elements") for e in elements))
+        if not given:
+            raise InputError("elements: empty; expected the chemical symbols of the structures")
+        zs = sorted(given)
+        self.elements = [chemical_symbols[z] for z in given]
+        self._given = given
+        self._z = np.array(zs, dtype=np.int64)
+        if not (isinstance(cutoff, (int, float)) and math.isfinite(cutoff) and cutoff > 0):
+            raise InputError(f"cutoff: got {cutoff!r}; expected a positive number of Å")
+        self._cutoff = float(cutoff)
+        if cutoff_fn not in CUTOFF_FNS:
+            raise InputError(f"cutoff_fn: got {cutoff_fn!r}; expected 'cosine' or 'polynomial'")
+        self.cutoff_fn = cutoff_fn
+        self.gamma = float(gamma)
+        if cutoff_fn == "polynomial" and not self.gamma > 0:
+            raise InputError(f"gamma: got {gamma!r}; expected > 0 for the polynomial cutoff")
+        default = self._rows(g2, g4, g5, "")
+        self.rows: dict[int, list[Row]] = {z: default for z in zs}
+        for key, spec in (per_element or {}).items():
+            z = element_number(key, "per_element")
+            if z not in self.rows:
+                raise InputError(f"per_element: {chemical_symbols[z]} is not in elements {self.elements}")
+            rows = self._rows(spec.get("g2", ()), spec.get("g4", ()), spec.get("g5", ()), f"[{key}]")
+            if len(rows) != len(default):
+                raise InputError(
+                    f"per_element[{key}]: {len(rows)} functions; expected {len(default)} like the other "
+                    "elements, so feature columns align"
+                )
+            self.rows[z] = rows
+        if not default:
+            raise InputError("g2, g4, g5: all empty; expected at least one symmetry function")
+        self._tables = self._build_tables()
+
+    def _rows(self, g2, g4, g5, tag: str) -> list[Row]:
+        rows: list[Row] = []
+        for eta, rs in self._params(g2, 2, f"g2{tag}"):
+            rows += [(2, int(z), 0, eta, rs, 0.0) for z in self._given]
+        for kind, params in ((4, g4), (5, g5)):
+            for eta, zeta, lam in self._params(params, 3, f"g{kind}{tag}"):
+                if zeta < 1 or lam not in (1.0, -1.0):
+                    raise InputError(f"g{kind}{tag}: got zeta={zeta}, lambda={lam}; expected zeta >= 1, lambda = +-1")
+                rows += [(kind, int(a), int(b), eta, zeta, lam)
+                         for a, b in itertools.combinations_with_replacement(self._given, 2)]  # fmt: skip
+        return sorted(set(rows))
+
+    @staticmethod
+    def _params(values, width: int, name: str) -> list[tuple[float, ...]]:
+        out = []
+        for v in values:
+            v = tuple(as_float_list(v, name))
+            if len(v) != width:
+                raise InputError(f"{name}: got {v!r}; expected {width} numbers per function")
+            if not v[0] >= 0:
+                raise InputError(f"{name}: eta {v[0]!r}; expected eta >= 0 (1/Å^2)")
+            out.append(v)
+        return out
+
+    def _build_tables(self) -> dict[int, dict[str, np.ndarray]]:
+        chan = {int(z): k for k, z in enumerate(self._z)}
+        out = {}
+        for z, rows in self.rows.items():
+            out[z] = {
+                "kind": np.array([r[0] for r in rows], dtype=np.int64),
+                "el1": np.array([chan[r[1]] if r[0] == 2 else min(chan[r[1]], chan[r[2]]) for r in rows],
+                                dtype=np.int64),
+                "el2": np.array([0 if r[0] == 2 else max(chan[r[1]], chan[r[2]]) for r in rows], dtype=np.int64),
+                "eta": np.array([r[3] for r in rows]),
+                "rs": np.array([r[4] for r in rows]),
+                "lam": np.array([r[5] for r in rows]),
+            }
+        return out
+
+    # -- Descriptor interface ---------------------------------------------
+    @property
+    def cutoff(self) -> float:
+        return self._cutoff
+
+    @property
+    def feature_names(self) -> list[str]:
+        names = []
+        for kind, a, b, eta, p, lam in self.rows[int(self._z[0])]:
+            if kind == 2:
+                names.append(f"G2_{chemical_symbols[a]}_eta{eta:g}_rs{p:g}")
+            else:
+                pair = f"{chemical_symbols[a]}-{chemical_symbols[b]}"
+                names.append(f"G{kind}_{pair}_eta{eta:g}_zeta{p:g}_lam{lam:+g}")
+        return names
+
+    def settings(self) -> dict:
+        return {
+            "kind": "GaussianSF",
+            "elements": self.elements,
+            "cutoff": self._cutoff,
+            "cutoff_fn": self.cutoff_fn,
+            "gamma": self.gamma,
+            "rows": {chemical_symbols[z]: [list(r) for r in rows] for z, rows in self.rows.items()},
+        }
+
+    def _check_elements(self, numbers: np.ndarray, index: int | None) -> None:
+        missing = np.setdiff1d(numbers, self._z)
+        if len(missing):
+            raise InputError(
+                f"{where(index)}numbers: element {chemical_symbols[int(missing[0])]} is not among the "
+                f"symmetry functions' elements {self.elements}; expected only those"
+            )
+
+    def _kernel(self, numbers, nl: NeighborEntries, derivatives, strain, float32, n_threads, index):
+        from amptorch import _core
+
+        uniq, species = species_index(numbers)
+        tabs = [self._tables[int(z)] for z in uniq]
+        stack = {k: np.stack([t[k] for t in tabs]) for k in tabs[0]}
+        channel = np.searchsorted(self._z, uniq).astype(np.int64)
+        return _core.gsf(
+            species, nl.estart, nl.ej, nl.ed, nl.epair, len(nl.pair_i),
+            channel, len(self._z), stack["kind"], stack["el1"], stack["el2"],
+            stack["eta"], stack["rs"], stack["lam"],
+            CUTOFF_FNS[self.cutoff_fn], self._cutoff, self.gamma,
+            derivatives, strain, float32, n_threads,
+        )  # fmt: skip
+
+    # -- the original's parameter dicts -----------------------------------
+    @classmethod
+    def from_amptorch(cls, Gs: Mapping, elements: Sequence[str], cutoff_params: Mapping | None = None) -> GaussianSF:
+        """GaussianSF from the original's ``fp_params`` (``Gs``), element list and ``cutoff_params``.
+
+        ``Gs = {"default" or El: {"G2": {"etas", "rs_s"}, "G4": {"etas", "zetas",
+        "gammas"}, "G5": {...}, "cutoff": Rc}}``; etas are in units of 1/Rc^2
+        (divided by Rc^2 here), gammas are the lambdas.
+        ``cutoff_params = {"cutoff_func": "cosine" | "polynomial", "gamma": 2}``.
+        """
+        if not isinstance(Gs, Mapping) or not Gs:
+            raise InputError("fp_params: expected {'default': {'G2': {...}, 'G4': {...}, 'cutoff': Rc}}")
+        cutoff_params = dict(cutoff_params or {"cutoff_func": "cosine"})
+        fn = str(cutoff_params.get("cutoff_func", "cosine")).lower()
+
+        def parse(spec: Mapping, tag: str) -> tuple[dict, float]:
+            unknown = set(spec) - {"G2", "G4", "G5", "cutoff"}
+            if unknown:
+                raise InputError(f"fp_params.{tag}: unknown key {sorted(unknown)[0]!r}; expected G2, G4, G5, cutoff")
+            if "cutoff" not in spec:
+                raise InputError(f"fp_params.{tag}.cutoff: missing; expected the cutoff radius in Å")
+            rc = float(spec["cutoff"])
+            if not rc > 0:
+                raise InputError(f"fp_params.{tag}.cutoff: got {rc}; expected > 0 Å")
+            out: dict[str, list] = {"g2": [], "g4": [], "g5": []}
+            if "G2" in spec:
+                g = spec["G2"]
+                out["g2"] = [(e / rc**2, r) for e in as_float_list(g["etas"], f"{tag}.G2.etas")
+                             for r in as_float_list(g.get("rs_s", [0.0]), f"{tag}.G2.rs_s")]  # fmt: skip
+            for kind in ("G4", "G5"):
+                if kind in spec:
+                    g = spec[kind]
+                    out[kind.lower()] = [
+                        (e / rc**2, z, lam)
+                        for e in as_float_list(g["etas"], f"{tag}.{kind}.etas")
+                        for z in as_float_list(g["zetas"], f"{tag}.{kind}.zetas")
+                        for lam in as_float_list(g["gammas"], f"{tag}.{kind}.gammas")
+                    ]
+            return out, rc
+
+        parsed = {key: parse(spec, key) for key, spec in Gs.items()}
+        cutoffs = {rc for _, rc in parsed.values()}
+        if len(cutoffs) != 1:
+            raise InputError(f"fp_params: cutoffs {sorted(cutoffs)} differ between elements; expected one cutoff")
+        default = parsed.get("default", next(iter(parsed.values())))[0]
+        per_element = {k: v[0] for k, v in parsed.items() if k != "default"}
+        return cls(
+            elements,
+            **default,
+            cutoff=cutoffs.pop(),
+            cutoff_fn=fn,
+            gamma=float(cutoff_params.get("gamma", 2.0)),
+            per_element=per_element,
+        )
