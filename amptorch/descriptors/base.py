@@ -142,6 +142,8 @@ class Descriptor(ABC):
             pair_j=nl.pair_j if derivatives else None,
             dfeat=dfeat,
             dfeat_strain=dstrain,
+            cell=cell,
+            pbc=pbc,
             **_targets(atoms),
         )
 

@@ -89,6 +89,18 @@ class GaussianSF(Descriptor):
         if not default:
             raise InputError("g2, g4, g5: all empty; expected at least one symmetry function")
         self._tables = self._build_tables()
+        self._args = {
+            "elements": self.elements,
+            "g2": [list(map(float, v)) for v in g2],
+            "g4": [list(map(float, v)) for v in g4],
+            "g5": [list(map(float, v)) for v in g5],
+            "per_element": {
+                chemical_symbols[element_number(k, "per_element")]: {
+                    key: [list(map(float, v)) for v in spec.get(key, ())] for key in ("g2", "g4", "g5")
+                }
+                for k, spec in (per_element or {}).items()
+            },
+        }
 
     def _rows(self, g2, g4, g5, tag: str) -> list[Row]:
         rows: list[Row] = []
@@ -148,11 +160,10 @@ class GaussianSF(Descriptor):
     def settings(self) -> dict:
         return {
             "kind": "GaussianSF",
-            "elements": self.elements,
+            **self._args,
             "cutoff": self._cutoff,
             "cutoff_fn": self.cutoff_fn,
             "gamma": self.gamma,
-            "rows": {chemical_symbols[z]: [list(r) for r in rows] for z, rows in self.rows.items()},
         }
 
     def _check_elements(self, numbers: np.ndarray, index: int | None) -> None:

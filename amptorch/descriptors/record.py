@@ -20,6 +20,8 @@ DFEAT_STRAIN = "dfeat_strain"
 ENERGY = "energy"
 FORCES = "forces"
 STRESS = "stress"
+CELL = "cell"
+PBC = "pbc"
 
 
 @dataclass
@@ -40,6 +42,8 @@ class FeatureRecord:
         energy: total energy (eV), when known.
         forces: (n, 3) eV/Å, when known.
         stress: (6,) Voigt xx yy zz yz xz xy in eV/Å^3 (ASE's sign), when known.
+        cell: (3, 3) lattice vectors as rows (Å); stress needs its volume.
+        pbc: (3,) bool periodic axes.
     """
 
     numbers: np.ndarray
@@ -51,6 +55,8 @@ class FeatureRecord:
     energy: float | None = None
     forces: np.ndarray | None = None
     stress: np.ndarray | None = None
+    cell: np.ndarray | None = None
+    pbc: np.ndarray | None = None
 
     @property
     def n_atoms(self) -> int:
@@ -63,6 +69,13 @@ class FeatureRecord:
     @property
     def n_pairs(self) -> int:
         return 0 if self.pair_i is None else int(self.pair_i.shape[0])
+
+    @property
+    def volume(self) -> float | None:
+        """Cell volume (Å^3) of a fully periodic structure, else None."""
+        if self.cell is None or self.pbc is None or not np.all(self.pbc):
+            return None
+        return float(abs(np.linalg.det(self.cell)))
 
     def dense_dfeat(self) -> np.ndarray:
         """(n, F, n, 3) d features[i] / d r_k, the self term included (for tests)."""

@@ -1,0 +1,104 @@
+"""Batches: many FeatureRecords concatenated into flat torch tensors.
+
+Atoms of all structures are stacked (N = sum of n); pair indices are offset
+so they index the stacked atoms; ``image`` says which structure each atom
+belongs to. No padding, no dense n x n arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import torch
+
+from amptorch.descriptors.record import FeatureRecord
+
+
+@dataclass
+class Batch:
+    """B structures, N atoms, P pairs, F features.
+
+    Attributes:
+        numbers: (N,) long atomic numbers.
+        features: (N, F) raw (unscaled) fingerprints.
+        image: (N,) long structure index of each atom.
+        n_atoms: (B,) long atoms per structure.
+        pair_i, pair_j: (P,) long stacked atom indices (i centre, j neighbour).
+        dfeat: (P, F, 3) d features[i] / d r_j, or None.
+        dfeat_strain: (N, F, 3, 3) d features[i] / d strain, or None.
+        volume: (B,) Å^3, NaN for structures that are not fully periodic.
+        energy: (B,) eV, or None when any structure lacks it.
+        forces: (N, 3) eV/Å, or None when any structure lacks them.
+        stress: (B, 6) Voigt eV/Å^3 (ASE sign), or None when any lacks it.
+    """
+
+    numbers: torch.Tensor
+    features: torch.Tensor
+    image: torch.Tensor
+    n_atoms: torch.Tensor
+    pair_i: torch.Tensor | None = None
+    pair_j: torch.Tensor | None = None
+    dfeat: torch.Tensor | None = None
+    dfeat_strain: torch.Tensor | None = None
+    volume: torch.Tensor | None = None
+    energy: torch.Tensor | None = None
+    forces: torch.Tensor | None = None
+    stress: torch.Tensor | None = None
+
+    @property
+    def n_structures(self) -> int:
+        return int(self.n_atoms.shape[0])
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> Batch:
+        """Move to a device; cast floating tensors to ``dtype`` when given."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, torch.Tensor):
+                v = v.to(device=device, dtype=dtype if (dtype is not None and v.is_floating_point()) else None)
+            out[f.name] = v
+        return replace(self, **out)
+
+    # skorch slices and counts inputs; a Batch is one unit
+    def __len__(self) -> int:
+        return self.n_structures
+
+
+def _cat(records: Sequence[FeatureRecord], name: str) -> np.ndarray | None:
+    vals = [getattr(r, name) for r in records]
+    if any(v is None for v in vals):
+        return None
+    return np.concatenate([np.asarray(v) for v in vals])
+
+
+def collate(records: Sequence[FeatureRecord]) -> Batch:
+    """Concatenate records into one Batch (pairs offset by the atoms before them)."""
+    n = np.array([r.n_atoms for r in records], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(n)[:-1]])
+    t = torch.from_numpy
+    features = t(np.concatenate([np.asarray(r.features) for r in records]))
+    batch = Batch(
+        numbers=t(np.concatenate([np.asarray(r.numbers, dtype=np.int64) for r in records])),
+        features=features,
+        image=t(np.repeat(np.arange(len(records), dtype=np.int64), n)),
+        n_atoms=t(n),
+    )
+    if all(r.dfeat is not None for r in records):
+        batch.pair_i = t(np.concatenate([r.pair_i + o for r, o in zip(records, offsets)]).astype(np.int64))
+        batch.pair_j = t(np.concatenate([r.pair_j + o for r, o in zip(records, offsets)]).astype(np.int64))
+        batch.dfeat = t(_cat(records, "dfeat"))
+    ds = _cat(records, "dfeat_strain")
+    if ds is not None:
+        batch.dfeat_strain = t(ds)
+    vol = [r.volume for r in records]
+    batch.volume = torch.tensor([np.nan if v is None else v for v in vol], dtype=features.dtype)
+    if all(r.energy is not None for r in records):
+        batch.energy = torch.tensor([r.energy for r in records], dtype=torch.float64)
+    f = _cat(records, "forces")
+    if f is not None:
+        batch.forces = t(f.astype(np.float64).reshape(-1, 3))
+    if all(r.stress is not None for r in records):
+        batch.stress = t(np.stack([np.asarray(r.stress, dtype=np.float64) for r in records]))
+    return batch
