@@ -57,7 +57,8 @@ class Batch:
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, torch.Tensor):
-                v = v.to(device=device, dtype=dtype if (dtype is not None and v.is_floating_point()) else None)
+                cast = dtype is not None and v.is_floating_point()
+                v = v.to(device=device, dtype=dtype if cast else None)
             out[f.name] = v
         return replace(self, **out)
 
@@ -86,8 +87,12 @@ def collate(records: Sequence[FeatureRecord]) -> Batch:
         n_atoms=t(n),
     )
     if all(r.dfeat is not None for r in records):
-        batch.pair_i = t(np.concatenate([r.pair_i + o for r, o in zip(records, offsets)]).astype(np.int64))
-        batch.pair_j = t(np.concatenate([r.pair_j + o for r, o in zip(records, offsets)]).astype(np.int64))
+        batch.pair_i = t(
+            np.concatenate([r.pair_i + o for r, o in zip(records, offsets, strict=True)]).astype(np.int64)
+        )
+        batch.pair_j = t(
+            np.concatenate([r.pair_j + o for r, o in zip(records, offsets, strict=True)]).astype(np.int64)
+        )
         batch.dfeat = t(_cat(records, "dfeat"))
     ds = _cat(records, "dfeat_strain")
     if ds is not None:

@@ -18,6 +18,7 @@ Two schemes of the original AmpTorch:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -295,8 +296,18 @@ class GMP(Descriptor):
         else:
             raise InputError("fp_params: missing 'MCSHs'; expected {'MCSHs': {'orders': [...], 'sigmas': [...]}}")
         if fp_scheme == "gmp":
-            probes = [p if len(p) == 3 else (p[0], g, p[1]) for p in probes
-                      for g in ([None] if len(p) == 3 else range(1, len(mcsh.groups(p[0])) + 1))]  # fmt: skip
+            # (order, sigma) probes without a group get every group of their order, in the
+            # original's column order (order, group, sigma): each run of one order is
+            # expanded group-major, so {"orders", "sigmas"} equals the {"0": {"groups"...}} form.
+            expanded: list[tuple] = []
+            for _, run in itertools.groupby(probes, key=lambda p: (p[0], len(p))):
+                run = list(run)
+                if len(run[0]) == 3:
+                    expanded += run
+                else:
+                    n_groups = len(mcsh.groups(run[0][0])) if run[0][0] in range(mcsh.MAX_ORDER + 1) else 1
+                    expanded += [(o, g, s) for g in range(1, n_groups + 1) for o, s in run]
+            probes = expanded
         densities = {el: dens.read_g_file(path) for el, path in fp_params.get("atom_gaussians", {}).items()}
         rs_setup = fp_params.get("rs_setup", {})
         args = dict(

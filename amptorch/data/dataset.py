@@ -1,0 +1,116 @@
+"""In-memory dataset of FeatureRecords and a DataLoader that yields Batches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from amptorch.data.batch import collate
+from amptorch.descriptors.record import FeatureRecord
+from amptorch.errors import InputError, where
+
+
+class AtomsDataset(Dataset):
+    """A list of FeatureRecords (one per structure) as a torch Dataset.
+
+    ``dataset[k]`` is the k-th FeatureRecord; ``make_loader`` batches them
+    with :func:`amptorch.data.batch.collate`.
+
+    Args:
+        records: FeatureRecords that share one feature length F.
+
+    Raises:
+        InputError: an item that is not a FeatureRecord, or a feature length
+            that differs from the first record's (naming the structure).
+    """
+
+    def __init__(self, records: Sequence[FeatureRecord]):
+        records = list(records)
+        n_features = None
+        for k, r in enumerate(records):
+            if not isinstance(r, FeatureRecord):
+                raise InputError(f"{where(k)}record: got {type(r).__name__}; expected a FeatureRecord")
+            f = np.asarray(r.features)
+            if f.ndim != 2 or f.shape[0] != len(r.numbers):
+                raise InputError(f"{where(k)}features: shape {f.shape}; expected ({len(r.numbers)}, F)")
+            if n_features is None:
+                n_features = f.shape[1]
+            elif f.shape[1] != n_features:
+                raise InputError(
+                    f"{where(k)}features: {f.shape[1]} per atom; expected {n_features} like structure 0"
+                )
+        self.records = records
+        self._n_features = n_features
+
+    @classmethod
+    def from_images(cls, images, descriptor, **featurize_kwargs) -> AtomsDataset:
+        """Featurize ``images`` (see :func:`amptorch.data.featurize.featurize`) and wrap the records."""
+        from amptorch.data.featurize import featurize
+
+        return cls(featurize(images, descriptor, **featurize_kwargs))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> FeatureRecord:
+        return self.records[index]
+
+    @property
+    def n_features(self) -> int:
+        """Features per atom F (0 for an empty dataset)."""
+        return int(self._n_features or 0)
+
+    @property
+    def elements(self) -> list[int]:
+        """Sorted atomic numbers present in the data."""
+        if not self.records:
+            return []
+        return [int(z) for z in np.unique(np.concatenate([np.asarray(r.numbers) for r in self.records]))]
+
+    def subset(self, indices: Sequence[int]) -> AtomsDataset:
+        """The records at ``indices`` (e.g. a train or validation split), not copied."""
+        return AtomsDataset([self.records[int(i)] for i in indices])
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int | None = 0,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    **kwargs,
+) -> DataLoader:
+    """A DataLoader yielding :class:`~amptorch.data.batch.Batch` objects.
+
+    Args:
+        dataset: any Dataset of FeatureRecords (AtomsDataset, LmdbDataset).
+        batch_size: structures per batch.
+        shuffle: reshuffle every epoch, reproducibly from ``seed``.
+        seed: seed of the shuffling generator (None: torch's global RNG).
+        num_workers: DataLoader worker processes.
+        drop_last: drop a last, smaller batch.
+        kwargs: passed to ``torch.utils.data.DataLoader``.
+    """
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InputError(f"batch_size: got {batch_size!r}; expected a positive integer")
+    generator = None
+    if seed is not None:
+        generator = torch.Generator()
+        generator.manual_seed(int(seed))
+    return DataLoader(
+        dataset,
+        batch_size=int(batch_size),
+        shuffle=shuffle,
+        collate_fn=collate,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        generator=generator,
+        **kwargs,
+    )
+
+
+__all__ = ["AtomsDataset", "make_loader"]

@@ -1,0 +1,193 @@
+"""Feature scaling fitted on the training split (the original's ``FeatureScaler``).
+
+Represented as two (119, F) float64 tables indexed by atomic number, so that
+
+    scaled = (features - shift[Z]) / scale[Z]
+
+and derivatives scale the same way (d scaled / d r = dfeat / scale[Z_i]).
+Models take the tables as buffers; nothing here depends on the model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from amptorch.descriptors.record import FeatureRecord
+from amptorch.errors import InputError, where
+
+N_Z = 119  # rows: atomic numbers 0..118 (row 0 unused)
+KINDS = ("normalize", "standardize")
+
+
+class FeatureScaler:
+    """Min-max ("normalize") or mean/std ("standardize") feature scaling.
+
+    Args:
+        kind: "normalize" maps [min, max] of the training data to ``range``;
+            "standardize" gives mean 0 and standard deviation 1.
+        range: (low, high) target interval for "normalize".
+        elementwise: statistics per element (True, the original's default)
+            or over all atoms (every row of the tables the same). Rows of
+            elements absent from the training data get the global statistics.
+        threshold: a spread (max - min, or std) below this counts as 1, so
+            a constant feature is shifted but not blown up.
+
+    Attributes (after ``fit``):
+        shift: (119, F) float64, feature units.
+        scale: (119, F) float64, feature units per scaled unit.
+    """
+
+    def __init__(
+        self,
+        kind: str = "normalize",
+        range: Sequence[float] = (0.0, 1.0),  # noqa: A002  (the original's key)
+        elementwise: bool = True,
+        threshold: float = 1e-6,
+    ):
+        if kind not in KINDS:
+            raise InputError(f"scaling.type: got {kind!r}; expected 'normalize' or 'standardize'")
+        try:
+            lo, hi = (float(v) for v in range)
+        except (TypeError, ValueError):
+            raise InputError(f"scaling.range: got {range!r}; expected (low, high)") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise InputError(f"scaling.range: got {range!r}; expected finite low < high")
+        if not isinstance(threshold, (int, float)) or not (threshold >= 0 and math.isfinite(threshold)):
+            raise InputError(f"scaling.threshold: got {threshold!r}; expected a number >= 0")
+        self.kind = kind
+        self.range = (lo, hi)
+        self.elementwise = bool(elementwise)
+        self.threshold = float(threshold)
+        self.shift: np.ndarray | None = None
+        self.scale: np.ndarray | None = None
+
+    @classmethod
+    def from_config(cls, scaling: dict | None) -> FeatureScaler:
+        """From the original's ``config["dataset"]["scaling"]`` (type, range, elementwise, threshold)."""
+        cfg = dict(scaling or {})
+        known = {"type", "range", "elementwise", "threshold"}
+        extra = sorted(set(cfg) - known)
+        if extra:
+            raise InputError(f"scaling: unknown key {extra[0]!r}; expected one of {sorted(known)}")
+        return cls(
+            kind=cfg.get("type", "normalize"),
+            range=cfg.get("range", (0.0, 1.0)),
+            elementwise=cfg.get("elementwise", True),
+            threshold=cfg.get("threshold", 1e-6),
+        )
+
+    @property
+    def fitted(self) -> bool:
+        return self.shift is not None
+
+    @property
+    def n_features(self) -> int:
+        self._check_fitted()
+        return int(self.shift.shape[1])
+
+    def _stats(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(shift, scale) of rows x (m, F)."""
+        if self.kind == "normalize":
+            lo, hi = self.range
+            fmin, fmax = x.min(axis=0), x.max(axis=0)
+            spread = fmax - fmin
+            spread[spread < self.threshold] = 1.0
+            scale = spread / (hi - lo)
+            return fmin - lo * scale, scale
+        mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        std[std < self.threshold] = 1.0
+        return mean, std
+
+    def fit(self, records: Sequence[FeatureRecord]) -> FeatureScaler:
+        """Fit the tables on ``records`` (the training split). Returns self."""
+        records = list(records)
+        if not records:
+            raise InputError("scaling: no training structures to fit the feature scaler on")
+        feats, nums = [], []
+        n_features = np.asarray(records[0].features).shape[-1]
+        for k, r in enumerate(records):
+            f = np.asarray(r.features, dtype=np.float64)
+            if f.ndim != 2 or f.shape[1] != n_features:
+                raise InputError(f"{where(k)}features: shape {f.shape}; expected (n_atoms, {n_features})")
+            if not np.isfinite(f).all():
+                raise InputError(f"{where(k)}features: non-finite values; expected finite fingerprints")
+            feats.append(f)
+            nums.append(np.asarray(r.numbers, dtype=np.int64))
+        x = np.concatenate(feats)
+        z = np.concatenate(nums)
+        if x.shape[0] == 0:
+            raise InputError("scaling: the training structures hold no atoms")
+        g_shift, g_scale = self._stats(x)
+        shift = np.tile(g_shift, (N_Z, 1))
+        scale = np.tile(g_scale, (N_Z, 1))
+        if self.elementwise:
+            for el in np.unique(z):
+                shift[el], scale[el] = self._stats(x[z == el])
+        self.shift, self.scale = shift, scale
+        return self
+
+    def _check_fitted(self) -> None:
+        if self.shift is None:
+            raise InputError("scaling: the FeatureScaler is not fitted; call fit(records) first")
+
+    def transform(self, features: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+        """Scaled features (n, F), same dtype as ``features`` (n, F); ``numbers`` (n,) atomic numbers."""
+        self._check_fitted()
+        f = np.asarray(features)
+        z = np.asarray(numbers, dtype=np.int64)
+        if f.ndim != 2 or f.shape[1] != self.shift.shape[1] or f.shape[0] != z.shape[0]:
+            raise InputError(f"features: shape {f.shape}; expected ({z.shape[0]}, {self.shift.shape[1]})")
+        out = (f - self.shift[z]) / self.scale[z]
+        return out.astype(f.dtype if f.dtype.kind == "f" else np.float64, copy=False)
+
+    def transform_derivatives(self, dfeat: np.ndarray, numbers_i: np.ndarray) -> np.ndarray:
+        """Scaled derivative blocks: ``dfeat`` (p, F, ...) / scale[Z of centre atom i] (p,)."""
+        self._check_fitted()
+        d = np.asarray(dfeat)
+        s = self.scale[np.asarray(numbers_i, dtype=np.int64)]
+        s = s.reshape(s.shape + (1,) * (d.ndim - 2))
+        return (d / s).astype(d.dtype, copy=False)
+
+    def to_dict(self) -> dict:
+        """JSON-able dict (plain lists) that ``from_dict`` restores exactly."""
+        out = {
+            "type": self.kind,
+            "range": list(self.range),
+            "elementwise": self.elementwise,
+            "threshold": self.threshold,
+        }
+        if self.shift is not None:
+            out["shift"] = self.shift.tolist()
+            out["scale"] = self.scale.tolist()
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FeatureScaler:
+        """Inverse of ``to_dict``."""
+        try:
+            obj = cls(d["type"], d["range"], d["elementwise"], d["threshold"])
+        except KeyError as err:
+            raise InputError(
+                f"scaler: missing key {err.args[0]!r}; expected a FeatureScaler.to_dict() dict"
+            ) from None
+        if "shift" in d:
+            shift = np.asarray(d["shift"], dtype=np.float64)
+            scale = np.asarray(d["scale"], dtype=np.float64)
+            if shift.ndim != 2 or shift.shape[0] != N_Z or scale.shape != shift.shape:
+                raise InputError(f"scaler.shift: shape {shift.shape}; expected ({N_Z}, F) like scale")
+            obj.shift, obj.scale = shift, scale
+        return obj
+
+    def __repr__(self) -> str:
+        fitted = f", n_features={self.n_features}" if self.fitted else ""
+        return (
+            f"FeatureScaler(kind={self.kind!r}, range={self.range}, elementwise={self.elementwise}, "
+            f"threshold={self.threshold}{fitted})"
+        )
+
+
+__all__ = ["FeatureScaler", "N_Z"]

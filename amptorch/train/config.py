@@ -1,0 +1,265 @@
+"""The training config: the original AmpTorch's ``model`` / ``optim`` / ``dataset`` / ``cmd``
+dict, validated with pydantic before any work starts.
+
+Every key the original reads is accepted with its default (see
+``docs/user_guide.md``); ours are marked "amptorch" below. An unknown or
+misspelt key is an error naming its path and the nearest valid key; wrong
+types and out-of-range values say what was expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from amptorch.errors import InputError
+
+_DTYPES = {
+    "float64": "float64", "double": "float64", "torch.float64": "float64", "torch.doubletensor": "float64",
+    "doubletensor": "float64", "float32": "float32", "float": "float32", "torch.float32": "float32",
+    "torch.floattensor": "float32", "floattensor": "float32",
+}  # fmt: skip
+
+# alternative spellings accepted for a key (alias -> key)
+ALIASES = {
+    "optim": {"learning_rate": "lr", "max_epochs": "epochs"},
+    "cmd": {"early_stoppping_patience": "early_stopping_patience"},
+}
+
+
+def _name_of(value: Any) -> str:
+    """A class, instance or string as a plain name ('Tanh', 'Adam')."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, type):
+        return value.__name__
+    return type(value).__name__
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            section = {ModelSection: "model", OptimSection: "optim", CmdSection: "cmd"}.get(cls, "")
+            for alias, key in ALIASES.get(section, {}).items():
+                if alias in data and key not in data:
+                    data = {**data, key: data[alias]}
+                    del data[alias]
+        return data
+
+
+class ModelSection(_Section):
+    name: Literal["bpnn", "singlenn"] = "bpnn"
+    get_forces: bool = True
+    num_layers: int = Field(5, ge=1)
+    num_nodes: int = Field(20, ge=1)
+    hidden_layers: list[int] | None = None
+    batchnorm: bool = False
+    dropout: bool = False
+    dropout_rate: float = Field(0.5, ge=0.0, lt=1.0)
+    activation: Any = "tanh"
+    initialization: Literal["xavier", "zero", "kaiming", "default"] = "xavier"
+    element_outputs: bool = False  # amptorch: element-specific output layer for SingleNN
+
+    @field_validator("name", "initialization", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+    @field_validator("activation", mode="before")
+    @classmethod
+    def _activation(cls, v: Any) -> str:
+        return _name_of(v).lower()
+
+    @field_validator("hidden_layers")
+    @classmethod
+    def _widths(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or min(v) < 1):
+            raise ValueError("expected a non-empty list of positive layer widths")
+        return v
+
+    @property
+    def widths(self) -> list[int]:
+        return list(self.hidden_layers) if self.hidden_layers else [self.num_nodes] * self.num_layers
+
+
+class OptimSection(_Section):
+    gpus: int = Field(0, ge=0)
+    force_coefficient: float = Field(0.0, ge=0.0)
+    stress_coefficient: float = Field(0.0, ge=0.0)  # amptorch
+    loss: Literal["mse", "mae"] = "mse"
+    loss_fn: Any = None
+    lr: float = Field(0.1, gt=0.0)
+    batch_size: int = Field(32, ge=1)
+    epochs: int = Field(100, ge=0)
+    optimizer: Any = "Adam"
+    optimizer_args: dict[str, Any] | bool = False
+    scheduler: dict[str, Any] | None = None
+    metric: Literal["mae", "mse"] = "mae"
+    cp_metric: Literal["energy", "forces"] = "energy"
+    gradient_clipping: float | None = Field(None, gt=0.0)  # amptorch: max grad norm
+    device: str | None = None  # amptorch: "cpu", "cuda", "cuda:1"; default from gpus
+
+    @field_validator("loss", "metric", "cp_metric", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _optimizer(cls, v: Any) -> str:
+        import torch
+
+        name = _name_of(v)
+        if not hasattr(torch.optim, name):
+            valid = [n for n in dir(torch.optim) if n[0].isupper() and n not in ("Optimizer",)]
+            near = difflib.get_close_matches(name, valid, n=1)
+            raise ValueError(f"unknown optimizer {name!r}" + (f"; did you mean {near[0]!r}?" if near else ""))
+        return name
+
+    @field_validator("loss_fn", mode="before")
+    @classmethod
+    def _loss_fn(cls, v: Any) -> Any:
+        # the original's CustomLoss is what we implement; other callables are kept
+        if v is None or _name_of(v) == "CustomLoss":
+            return None
+        if not callable(v):
+            raise ValueError("expected a loss class or callable, called as loss_fn(prediction, batch)")
+        return v
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, v: dict | None) -> dict | None:
+        if v is None:
+            return v
+        if "policy" not in v:
+            raise ValueError("expected {'policy': 'StepLR' (a torch.optim.lr_scheduler name), 'params': {...}}")
+        import torch
+
+        name = _name_of(v["policy"])
+        if not hasattr(torch.optim.lr_scheduler, name):
+            raise ValueError(f"unknown scheduler policy {name!r}; expected a torch.optim.lr_scheduler class")
+        return {"policy": name, "params": dict(v.get("params", {}))}
+
+
+class DatasetSection(_Section):
+    raw_data: Any = None
+    lmdb_path: str | list[str] | None = None
+    cache: Literal["no", "partial", "full"] = "no"
+    elements: list[str] | None = None
+    fp_scheme: Literal["gmpordernorm", "gmp", "gaussian"] = "gmpordernorm"
+    fp_params: dict[str, Any] | None = None
+    cutoff_params: dict[str, Any] = {"cutoff_func": "cosine"}
+    save_fps: bool = True
+    scaling: dict[str, Any] = {"type": "normalize", "range": (0, 1), "elementwise": True}
+    val_split: float = Field(0.0, ge=0.0, lt=1.0)
+    val_split_mode: Literal["cv", "inorder", "random"] = "cv"
+    workers: int | None = Field(None, ge=1)  # amptorch: featurization threads
+    fps_dir: str = "processed"  # amptorch: fingerprint cache, relative to run_dir
+
+    @field_validator("fp_scheme", "val_split_mode", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+    @field_validator("scaling")
+    @classmethod
+    def _scaling(cls, v: dict) -> dict:
+        kind = str(v.get("type", "normalize")).lower()
+        if kind not in ("normalize", "standardize"):
+            raise ValueError(f"scaling.type {kind!r}; expected 'normalize' or 'standardize'")
+        unknown = set(v) - {"type", "range", "elementwise", "threshold"}
+        if unknown:
+            raise ValueError(f"unknown scaling key {sorted(unknown)[0]!r}; expected type, range, elementwise, threshold")
+        return {
+            "type": kind,
+            "range": tuple(v.get("range", (0, 1))),
+            "elementwise": bool(v.get("elementwise", True)),
+            "threshold": float(v.get("threshold", 1e-6)),
+        }
+
+
+class CmdSection(_Section):
+    debug: bool = False
+    run_dir: str = "./"
+    identifier: str | bool = False
+    seed: int = 0
+    dtype: Any = "float64"
+    verbose: bool = True
+    logger: bool | str = False  # True or "tensorboard": TensorBoard event files in the run dir
+    early_stopping: bool = False
+    early_stopping_patience: int = Field(5, ge=1)
+
+    @field_validator("dtype", mode="before")
+    @classmethod
+    def _dtype(cls, v: Any) -> str:
+        key = str(v).lower().replace("<class '", "").replace("'>", "")
+        if key not in _DTYPES:
+            raise ValueError("expected float64 (torch.DoubleTensor, the default) or float32")
+        return _DTYPES[key]
+
+
+class Config(_Section):
+    model: ModelSection = ModelSection()
+    optim: OptimSection = OptimSection()
+    dataset: DatasetSection = DatasetSection()
+    cmd: CmdSection = CmdSection()
+
+    def to_json(self) -> dict:
+        """The fully defaulted config as plain JSON (raw_data summarized, callables named)."""
+        out = self.model_dump(exclude={"dataset": {"raw_data"}, "optim": {"loss_fn"}})
+        raw = self.dataset.raw_data
+        out["dataset"]["raw_data"] = raw if isinstance(raw, (str, list)) and all(
+            isinstance(r, str) for r in ([raw] if isinstance(raw, str) else raw)
+        ) else (None if raw is None else f"<{len(raw) if hasattr(raw, '__len__') else '?'} structures>")
+        out["optim"]["loss_fn"] = None if self.optim.loss_fn is None else _name_of(self.optim.loss_fn)
+        out["dataset"]["scaling"]["range"] = list(out["dataset"]["scaling"]["range"])
+        return out
+
+
+SECTIONS = {"model": ModelSection, "optim": OptimSection, "dataset": DatasetSection, "cmd": CmdSection}
+
+
+def _nearest(loc: tuple, valid: list[str]) -> str:
+    near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.4)
+    return f"; did you mean {'.'.join([*map(str, loc[:-1]), near[0]])!r}?" if near else f"; valid keys: {valid}"
+
+
+def _valid_keys(loc: tuple) -> list[str]:
+    if len(loc) == 1:
+        return list(SECTIONS)
+    cls = SECTIONS.get(str(loc[0]))
+    if cls is None:
+        return []
+    return list(cls.model_fields) + list(ALIASES.get(str(loc[0]), {}))
+
+
+def validate_config(config: dict | Config | None) -> Config:
+    """Check the whole config; raise InputError with one line per problem (the first few)."""
+    if isinstance(config, Config):
+        return config
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise InputError(f"config: got {type(config).__name__}; expected a dict with model/optim/dataset/cmd")
+    try:
+        return Config.model_validate(config)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+            path = ".".join(map(str, loc))
+            if e["type"] == "extra_forbidden":
+                lines.append(f"config {path}: unknown key{_nearest(loc, _valid_keys(loc))}")
+            else:
+                msg = e["msg"].removeprefix("Value error, ")
+                got = e.get("input")
+                got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+                lines.append(f"config {path}: {msg}{got_s[:80]}")
+        more = f" (+{len(lines) - 1} more: {'; '.join(lines[1:3])})" if len(lines) > 1 else ""
+        raise InputError(lines[0] + more) from None

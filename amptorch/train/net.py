@@ -1,0 +1,118 @@
+"""The skorch net: an AtomisticModel trained on Batches of FeatureRecords.
+
+Loss (per batch, in units of the energy scale s, eV/atom):
+    L = mean(((E - E_ref) / n / s)^2) + force_coefficient * mean(((F - F_ref) / s)^2)
+        + stress_coefficient * mean(((sigma - sigma_ref) / s)^2)      (squares -> |.| for "mae")
+Metrics (energy MAE per atom, force MAE, and RMSEs) are accumulated from the
+same forward passes that produce the loss, so scoring costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.dataset import unpack_data
+
+from amptorch.data import Batch
+
+
+class AtomsLoss(torch.nn.Module):
+    """Energy-per-atom + force + stress loss on a model output dict and a Batch."""
+
+    def __init__(self, force_coefficient: float = 0.0, stress_coefficient: float = 0.0, kind: str = "mse",
+                 energy_scale: float = 1.0):  # fmt: skip
+        super().__init__()
+        self.force_coefficient = force_coefficient
+        self.stress_coefficient = stress_coefficient
+        self.kind = kind
+        self.energy_scale = energy_scale
+
+    def _err(self, d: torch.Tensor) -> torch.Tensor:
+        d = d / self.energy_scale
+        return (d * d).mean() if self.kind == "mse" else d.abs().mean()
+
+    def forward(self, pred: dict, batch: Batch) -> torch.Tensor:
+        n = batch.n_atoms.to(pred["energy"].dtype)
+        loss = self._err((pred["energy"] - batch.energy.to(pred["energy"].dtype)) / n)
+        if self.force_coefficient > 0 and "forces" in pred:
+            loss = loss + self.force_coefficient * self._err(pred["forces"] - batch.forces.to(pred["forces"].dtype))
+        if self.stress_coefficient > 0 and "stress" in pred and batch.stress is not None:
+            ok = ~torch.isnan(pred["stress"][:, 0])
+            if ok.any():
+                d = pred["stress"][ok] - batch.stress.to(pred["stress"].dtype)[ok]
+                loss = loss + self.stress_coefficient * self._err(d)
+        return loss
+
+
+class _Accumulator:
+    """Sums of absolute and squared errors over an epoch."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, list[float]] = {}
+
+    def add(self, name: str, err: torch.Tensor) -> None:
+        e = err.detach().to(torch.float64)
+        s = self.sums.setdefault(name, [0.0, 0.0, 0])
+        s[0] += float(e.abs().sum())
+        s[1] += float((e * e).sum())
+        s[2] += e.numel()
+
+    def results(self) -> dict[str, tuple[float, float]]:
+        return {k: (a / n, float(np.sqrt(q / n))) for k, (a, q, n) in self.sums.items() if n}
+
+
+class AtomsNet(NeuralNet):
+    """skorch NeuralNet for AtomisticModel: custom batches, forces in validation, free metrics.
+
+    Extra args:
+        forces / stress: predict (and fit) forces / stress.
+        dtype: torch dtype of the model and batches.
+    """
+
+    def __init__(self, module, *args, forces: bool = True, stress: bool = False, dtype=torch.float64, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.forces = forces
+        self.stress = stress
+        self.dtype = dtype
+        self._acc = {True: _Accumulator(), False: _Accumulator()}
+
+    def infer(self, x: Batch, **fit_params):
+        x = x.to(self.device, self.dtype)
+        return self.module_(x, forces=self.forces, stress=self.stress, create_graph=self.module_.training)
+
+    def evaluation_step(self, batch, training=False):
+        # forces need autograd even when not training
+        self.check_is_fitted()
+        Xi, _ = unpack_data(batch)
+        with torch.enable_grad():
+            self._set_training(training)
+            out = self.infer(Xi)
+        return {k: v.detach() for k, v in out.items()}
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        y_true = y_true.to(self.device)
+        acc = self._acc[bool(training)]
+        n = y_true.n_atoms.to(y_pred["energy"].dtype)
+        acc.add("energy", (y_pred["energy"].detach() - y_true.energy.to(n.dtype)) / n)
+        if "forces" in y_pred and y_true.forces is not None:
+            acc.add("forces", y_pred["forces"].detach() - y_true.forces.to(n.dtype))
+        if "stress" in y_pred and y_true.stress is not None:
+            ok = ~torch.isnan(y_pred["stress"][:, 0])
+            if ok.any():
+                acc.add("stress", y_pred["stress"].detach()[ok] - y_true.stress.to(n.dtype)[ok])
+        return self.criterion_(y_pred, y_true)
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
+        self._acc = {True: _Accumulator(), False: _Accumulator()}
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)
+        for training, prefix in ((True, "train"), (False, "valid")):
+            for name, (mae, rmse) in self._acc[training].results().items():
+                for metric, value in (("mae", mae), ("rmse", rmse)):
+                    key = f"{prefix}_{name}_{metric}"
+                    previous = [row[key] for row in self.history[:-1] if key in row]
+                    self.history.record(key, value)
+                    self.history.record(f"{key}_best", not previous or value < min(previous))

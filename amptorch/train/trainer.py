@@ -1,0 +1,300 @@
+"""AtomsTrainer: the original AmpTorch's entry point, on our data, models and skorch net.
+
+    trainer = AtomsTrainer(config)   # model / optim / dataset / cmd dict, validated first
+    trainer.train()                  # featurize (cached), fit scalers + baseline, train
+    trainer.predict(images)          # {"energy": [...], "forces": [...], ...}
+    trainer.get_calc()               # ase Calculator
+
+Unlike the original, ``predict`` works in every mode (debug included) and
+nothing changes the working directory: ``cmd.run_dir`` is only where run
+directories are written.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from skorch.callbacks import EarlyStopping, GradientNormClipping, LRScheduler
+from skorch.helper import predefined_split
+
+from amptorch.data import (
+    AtomsDataset,
+    EnergyBaseline,
+    FeatureScaler,
+    collate,
+    featurize,
+    get_lmdb_dataset,
+    read_structures,
+    train_val_split,
+)
+from amptorch.descriptors import GMP, Descriptor, GaussianSF, from_settings
+from amptorch.errors import InputError
+from amptorch.models import AtomisticModel, build_model
+from amptorch.train.callbacks import BestWeights, CSVLog
+from amptorch.train.checkpoint import DTYPES, TrainedPotential, write_json
+from amptorch.train.config import Config, validate_config
+from amptorch.train.net import AtomsLoss, AtomsNet
+from amptorch.train.plots import errors, parity_plot
+
+
+def make_descriptor(dataset_cfg, elements: list[str]) -> Descriptor:
+    """The descriptor of ``dataset.fp_scheme`` / ``fp_params`` / ``cutoff_params``."""
+    params = dataset_cfg.fp_params
+    if dataset_cfg.fp_scheme in ("gmpordernorm", "gmp"):
+        if params is None:
+            return GMP()
+        return GMP.from_amptorch(params, fp_scheme=dataset_cfg.fp_scheme)
+    if params is None:
+        raise InputError("config dataset.fp_params: missing; expected the Gs dict for fp_scheme 'gaussian'")
+    return GaussianSF.from_amptorch(params, elements, dataset_cfg.cutoff_params)
+
+
+def _pair_collate(records):
+    b = collate(records)
+    return b, b
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class AtomsTrainer:
+    """Train a SingleNN / BPNN potential from the original AmpTorch config dict.
+
+    Args:
+        config: {"model": {...}, "optim": {...}, "dataset": {...}, "cmd": {...}};
+            every key optional except ``dataset.raw_data`` (or ``lmdb_path``)
+            at train time. See docs/user_guide.md for every key.
+    """
+
+    def __init__(self, config: dict | Config | None = None):
+        self.config = validate_config(config)
+        self.potential: TrainedPotential | None = None
+        self.net: AtomsNet | None = None
+        self.run_dir: Path | None = None
+        self.metrics: dict = {}
+
+    # -- helpers ------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.config.cmd.dtype]
+
+    @property
+    def device(self) -> str:
+        o = self.config.optim
+        if o.device:
+            return o.device
+        return "cuda" if o.gpus > 0 and torch.cuda.is_available() else "cpu"
+
+    def _new_run_dir(self) -> Path | None:
+        cmd = self.config.cmd
+        if cmd.debug:
+            return None
+        stamp = _dt.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
+        name = f"{stamp}-{cmd.identifier}" if cmd.identifier else stamp
+        path = Path(cmd.run_dir) / "checkpoints" / name
+        k = 1
+        while path.exists():
+            path = path.with_name(f"{name}-{k}")
+            k += 1
+        path.mkdir(parents=True)
+        return path
+
+    def _load_data(self, raw_data):
+        """(records list or dataset, descriptor, elements)."""
+        ds = self.config.dataset
+        forces = self.config.model.get_forces and self.config.optim.force_coefficient > 0
+        stress = self.config.optim.stress_coefficient > 0
+        if raw_data is None and ds.raw_data is None and ds.lmdb_path:
+            data = get_lmdb_dataset(ds.lmdb_path, ds.cache)
+            descriptor = from_settings(data.metadata["descriptor"])
+            elements = list(data.metadata["elements"])
+            return data, descriptor, elements
+        source = raw_data if raw_data is not None else ds.raw_data
+        if source is None:
+            raise InputError("config dataset.raw_data: missing; expected a list of ase.Atoms or a file path")
+        images = read_structures(source)
+        elements = ds.elements or sorted({s for a in images for s in a.get_chemical_symbols()})
+        descriptor = make_descriptor(ds, elements)
+        cache = None
+        if ds.save_fps:
+            cache = Path(self.config.cmd.run_dir) / ds.fps_dir
+        np_dtype = np.float32 if self.dtype == torch.float32 else np.float64
+        records = featurize(
+            images, descriptor, derivatives=forces or stress, strain=stress, dtype=np_dtype,
+            workers=ds.workers, progress=self.config.cmd.verbose, cache_dir=cache, forces=forces, stress=stress,
+        )  # fmt: skip
+        return records, descriptor, elements
+
+    def _build_model(self, train_records, n_features: int, elements: list[str]) -> tuple[AtomisticModel, dict]:
+        from ase.data import atomic_numbers
+
+        m = self.config.model
+        sc = self.config.dataset.scaling
+        scaler = FeatureScaler(kind=sc["type"], range=sc["range"], elementwise=sc["elementwise"],
+                               threshold=sc["threshold"]).fit(train_records)  # fmt: skip
+        baseline = EnergyBaseline().fit(train_records)
+        options = {
+            "elements": sorted(atomic_numbers[e] for e in elements),
+            "hidden_layers": m.widths,
+            "activation": m.activation,
+            "batchnorm": m.batchnorm,
+            "dropout": m.dropout,
+            "dropout_rate": m.dropout_rate,
+            "initialization": m.initialization,
+        }
+        if m.name == "singlenn":
+            options["element_outputs"] = m.element_outputs
+        network = build_model(m.name, n_features, **options)
+        model = AtomisticModel(
+            network,
+            feature_shift=scaler.shift, feature_scale=scaler.scale,
+            energy_refs=baseline.refs, energy_scale=baseline.energy_scale,
+        )  # fmt: skip
+        return model.to(dtype=self.dtype), {"name": m.name, "options": options}
+
+    def _callbacks(self, has_val: bool, save) -> list:
+        o, cmd = self.config.optim, self.config.cmd
+        prefix = "valid" if has_val else "train"
+        cp = "forces" if (o.cp_metric == "forces" and self.config.model.get_forces and o.force_coefficient > 0) \
+            else "energy"  # fmt: skip
+        metric = "rmse" if o.metric == "mse" else "mae"
+        monitor = f"{prefix}_{cp}_{metric}"
+        cbs: list = [("best", BestWeights(f"{monitor}_best", save=save))]
+        if self.run_dir is not None:
+            cbs.append(("csv", CSVLog(self.run_dir / "metrics.csv")))
+        if o.scheduler:
+            policy = getattr(torch.optim.lr_scheduler, o.scheduler["policy"])
+            cbs.append(("lr", LRScheduler(policy=policy, monitor=monitor if policy.__name__ == "ReduceLROnPlateau"
+                                          else None, **o.scheduler["params"])))  # fmt: skip
+        if o.gradient_clipping:
+            cbs.append(("clip", GradientNormClipping(gradient_clip_value=o.gradient_clipping)))
+        if cmd.early_stopping:
+            cbs.append(("early", EarlyStopping(monitor=monitor, patience=cmd.early_stopping_patience,
+                                               lower_is_better=True, load_best=False)))  # fmt: skip
+        if cmd.logger and self.run_dir is not None:
+            from skorch.callbacks import TensorBoard
+            from torch.utils.tensorboard import SummaryWriter
+
+            cbs.append(("tensorboard", TensorBoard(SummaryWriter(str(self.run_dir / "tensorboard")))))
+        return cbs
+
+    # -- the original's API -------------------------------------------------
+    def train(self, raw_data=None) -> AtomsTrainer:
+        """Featurize, fit scalers and the energy baseline on the training split, and train."""
+        cfg = self.config
+        seed_everything(cfg.cmd.seed)
+        forces = cfg.model.get_forces and cfg.optim.force_coefficient > 0
+        stress = cfg.optim.stress_coefficient > 0
+        records, descriptor, elements = self._load_data(raw_data)
+        train_idx, val_idx = train_val_split(len(records), cfg.dataset.val_split, cfg.dataset.val_split_mode,
+                                             cfg.cmd.seed)  # fmt: skip
+        train_records = [records[i] for i in train_idx]
+        val_records = [records[i] for i in val_idx]
+        model, network = self._build_model(train_records, descriptor.length, elements)
+        self.run_dir = self._new_run_dir()
+        config_json = cfg.to_json()
+        self.potential = TrainedPotential(descriptor, model, network, config=config_json)
+        if self.run_dir is not None:
+            write_json(self.run_dir / "config.json", config_json)
+
+        def save(state):
+            self.potential.save(self.run_dir)
+
+        o = cfg.optim
+        optimizer_args = {}
+        for k, v in (o.optimizer_args or {}).items():
+            optimizer_args[k if k.startswith("optimizer__") else f"optimizer__{k}"] = v
+        seed_everything(cfg.cmd.seed)
+        net = AtomsNet(
+            model,
+            criterion=AtomsLoss(o.force_coefficient if forces else 0.0, o.stress_coefficient, o.loss,
+                                float(model.energy_scale)),  # fmt: skip
+            optimizer=getattr(torch.optim, o.optimizer),
+            lr=o.lr,
+            batch_size=o.batch_size,
+            max_epochs=o.epochs,
+            train_split=predefined_split(AtomsDataset(val_records)) if val_records else None,
+            iterator_train__collate_fn=_pair_collate,
+            iterator_train__shuffle=True,
+            iterator_valid__collate_fn=_pair_collate,
+            callbacks=self._callbacks(bool(val_records), save if self.run_dir is not None else None),
+            device=self.device,
+            forces=forces,
+            stress=stress,
+            dtype=self.dtype,
+            verbose=int(cfg.cmd.verbose),
+            callbacks__print_log__keys_ignored=["event_cp", "batches"],
+            **optimizer_args,
+        )
+        self.net = net
+        net.fit(AtomsDataset(train_records), None)
+        best = dict(net.callbacks_)["best"]
+        if best.best_state is not None:
+            model.load_state_dict(best.best_state)
+        model.eval()
+        self._summarize(train_records, val_records, forces)
+        if self.run_dir is not None:
+            self.potential.meta["metrics"] = self.metrics
+            self.potential.save(self.run_dir)
+        return self
+
+    def _summarize(self, train_records, val_records, forces: bool) -> None:
+        """Final errors of the best model on each split; parity plots in the run dir."""
+        self.metrics = {"best_epoch": dict(self.net.callbacks_)["best"].best_epoch}
+        for name, recs in (("train", train_records), ("valid", val_records)):
+            if not recs:
+                continue
+            pred = self._predict_records(recs, forces)
+            self.metrics[name] = errors(pred, recs)
+            if self.run_dir is not None:
+                parity_plot(pred, recs, self.run_dir / f"parity_{name}.png", title=name)
+        if self.run_dir is not None:
+            write_json(self.run_dir / "metrics.json", self.metrics)
+
+    def _predict_records(self, records, forces: bool, batch_size: int = 64) -> dict:
+        out: dict[str, list] = {"energy": [], "forces": []}
+        for s in range(0, len(records), batch_size):
+            chunk = records[s : s + batch_size]
+            res = self.potential.evaluate(chunk, forces=forces)
+            offsets = np.concatenate([[0], np.cumsum([r.n_atoms for r in chunk])])
+            out["energy"] += res["energy"].tolist()
+            if forces:
+                out["forces"] += [res["forces"][offsets[b] : offsets[b + 1]] for b in range(len(chunk))]
+        if not forces:
+            del out["forces"]
+        return out
+
+    def predict(self, images, disable_tqdm: bool = True, get_latent=None, get_descriptor: bool = False,
+                save_fps: bool = False, stress: bool = False, forces: bool | None = None) -> dict:  # fmt: skip
+        """The original's predict: {"energy": [...], "forces": [...]} plus ``energies``, ``stress``
+        (when asked), ``latent`` (``get_latent`` not None) and ``descriptors``."""
+        if self.potential is None:
+            raise InputError("predict: no model; call train() or load_pretrained(path) first")
+        forces = self.config.model.get_forces if forces is None else forces
+        return self.potential.predict(images, forces=forces, stress=stress, latent=get_latent is not None,
+                                      descriptors=get_descriptor, progress=not disable_tqdm)  # fmt: skip
+
+    def load_pretrained(self, checkpoint_path, gpu2cpu: bool = False) -> AtomsTrainer:
+        """Load a run's checkpoint directory (any device; a GPU checkpoint loads on CPU)."""
+        self.potential = TrainedPotential.load(checkpoint_path, device="cpu" if gpu2cpu else self.device)
+        if self.potential.config is not None:
+            cfg = dict(self.potential.config)
+            cfg["dataset"] = {k: v for k, v in cfg["dataset"].items() if k != "raw_data"}
+            self.config = validate_config(cfg)
+        self.run_dir = Path(checkpoint_path)
+        return self
+
+    def get_calc(self):
+        """An ase Calculator on the trained model."""
+        from amptorch.calculator import AmpTorchCalculator
+
+        if self.potential is None:
+            raise InputError("get_calc: no model; call train() or load_pretrained(path) first")
+        return AmpTorchCalculator(self.potential)
