@@ -56,8 +56,9 @@ py::tuple run(int64_t n_atoms, int64_t n_feat, int64_t n_pairs, bool derivatives
 
 py::tuple gmp(const IArr& species, const IArr& estart, const IArr& ej, const DArr& ed, const IArr& epair,
               int64_t n_pairs, const IArr& gstart, const DArr& gB, const DArr& gbeta, const DArr& sigma_alpha,
-              const IArr& probe_sigma, const IArr& comp_start, const DArr& comp_weight, const IArr& mono_start,
-              const DArr& mono_coef, const IArr& mono_pow, int max_power, bool square, bool include_self,
+              const IArr& probe_sigma, const IArr& probe_order, const DArr& probe_amp, const IArr& comp_start,
+              const DArr& comp_weight, const IArr& comp_poly, const IArr& poly_start, const DArr& mono_coef,
+              const IArr& mono_pow, int max_power, bool harmonic, bool square, bool include_self,
               int cutoff_kind, double rc, double gamma, bool derivatives, bool strain, bool float32,
               int n_threads) {
     Entries en = make_entries(estart, ej, ed, epair);
@@ -70,12 +71,19 @@ py::tuple gmp(const IArr& species, const IArr& estart, const IArr& ej, const DAr
     p.sigma_alpha = sigma_alpha.data();
     p.n_feat = probe_sigma.size();
     p.probe_sigma = probe_sigma.data();
+    p.probe_order = probe_order.data();
+    p.probe_amp = probe_amp.data();
     p.comp_start = comp_start.data();
     p.comp_weight = comp_weight.data();
-    p.mono_start = mono_start.data();
+    p.comp_poly = comp_poly.data();
+    p.n_poly = poly_start.size() - 1;
+    p.poly_start = poly_start.data();
     p.mono_coef = mono_coef.data();
     p.mono_pow = mono_pow.data();
     p.max_power = max_power;
+    p.harmonic = harmonic;
+    if (probe_order.size() != p.n_feat || probe_amp.size() != p.n_feat || comp_start.size() != p.n_feat + 1)
+        throw std::invalid_argument("probe arrays have inconsistent lengths");
     p.square = square;
     p.include_self = include_self;
     p.cutoff = Cutoff{cutoff_kind, rc, gamma};

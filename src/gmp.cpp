@@ -28,6 +28,39 @@ inline void moments(double u, double lam, double var, int K, double* P, double* 
     }
 }
 
+// Powers u^k (k = 0..K) and their derivatives k u^(k-1).
+inline void powers(double u, int K, double* P, double* dP) {
+    P[0] = 1.0;
+    dP[0] = 0.0;
+    for (int k = 1; k <= K; ++k) {
+        P[k] = P[k - 1] * u;
+        dP[k] = k * P[k - 1];
+    }
+}
+
+// Polynomial q from per-axis tables: value and gradient (gradient only if g).
+inline double poly_eval(const GMPParams& prm, int64_t q, const double* Px, const double* Py, const double* Pz,
+                        const double* dPx, const double* dPy, const double* dPz, double* g) {
+    double v = 0.0, gx = 0.0, gy = 0.0, gz = 0.0;
+    for (int64_t m = prm.poly_start[q]; m < prm.poly_start[q + 1]; ++m) {
+        const int64_t* pw = prm.mono_pow + 3 * m;
+        const double cf = prm.mono_coef[m];
+        const double a = Px[pw[0]], b = Py[pw[1]], c = Pz[pw[2]];
+        v += cf * a * b * c;
+        if (g) {
+            gx += cf * dPx[pw[0]] * b * c;
+            gy += cf * a * dPy[pw[1]] * c;
+            gz += cf * a * b * dPz[pw[2]];
+        }
+    }
+    if (g) {
+        g[0] = gx;
+        g[1] = gy;
+        g[2] = gz;
+    }
+    return v;
+}
+
 }  // namespace
 
 template <typename T>
@@ -35,86 +68,157 @@ void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm
                  bool derivatives, int n_threads) {
     const int64_t F = prm.n_feat;
     const int64_t C = prm.comp_start[F];
+    const int64_t Q = prm.n_poly;
     const int K = prm.max_power;
 
-    // Probes grouped by width, so the moments of one (entry, gaussian, sigma)
-    // serve every order.
-    std::vector<std::vector<int64_t>> by_sigma(prm.n_sigma);
-    for (int64_t p = 0; p < F; ++p) by_sigma[prm.probe_sigma[p]].push_back(p);
+    // Probes grouped by width, and the polynomials each width needs.
+    std::vector<std::vector<int64_t>> by_sigma(prm.n_sigma), polys_of(prm.n_sigma);
+    for (int64_t p = 0; p < F; ++p) {
+        const int64_t sg = prm.probe_sigma[p];
+        by_sigma[sg].push_back(p);
+        for (int64_t c = prm.comp_start[p]; c < prm.comp_start[p + 1]; ++c) polys_of[sg].push_back(prm.comp_poly[c]);
+    }
+    for (auto& v : polys_of) {
+        std::sort(v.begin(), v.end());
+        v.erase(std::unique(v.begin(), v.end()), v.end());
+    }
+    const bool grad = derivatives || out.dfeat_strain;
+
+    // Per (density Gaussian, width): prefactor B (pi/gam)^1.5, lam = beta/gam
+    // and the exponent alpha lam, so the inner loop needs one exp.
+    int64_t n_species = 0;
+    for (int64_t i = 0; i < en.n_atoms; ++i) n_species = std::max(n_species, species[i] + 1);
+    const int64_t NG = prm.gstart[n_species];
+    std::vector<double> pref(NG * prm.n_sigma), glam(NG * prm.n_sigma), gexp(NG * prm.n_sigma);
+    for (int64_t gq = 0; gq < NG; ++gq)
+        for (int64_t sg = 0; sg < prm.n_sigma; ++sg) {
+            const double alpha = prm.sigma_alpha[sg], beta = prm.gbeta[gq], gam = alpha + beta;
+            pref[gq * prm.n_sigma + sg] = prm.gB[gq] * std::pow(kPi / gam, 1.5);
+            glam[gq * prm.n_sigma + sg] = beta / gam;
+            gexp[gq * prm.n_sigma + sg] = alpha * beta / gam;
+        }
 
 #ifdef _OPENMP
     if (n_threads > 0) omp_set_num_threads(n_threads);
 #pragma omp parallel
 #endif
     {
-        std::vector<double> M(C), dM, g, Px(K + 1), Py(K + 1), Pz(K + 1), dPx(K + 1), dPy(K + 1), dPz(K + 1);
-        std::vector<double> dS(C);
-        if (derivatives || out.dfeat_strain) g.resize(F * 3);
+        std::vector<double> M(C), dM, g(grad ? F * 3 : 0), dS(C);
+        std::vector<double> Px(K + 1), Py(K + 1), Pz(K + 1), dPx(K + 1), dPy(K + 1), dPz(K + 1);
+        const int64_t NR = (K + 1) * prm.n_sigma;
+        std::vector<double> S(Q), dSq(Q * 3), Rn(NR), Rr(NR), Rcache;
+
+        // Neighbour image e of centre i (e < e0: the centre itself at d = 0).
+        struct Image {
+            double d[3], r2, r, fc, dfc;
+            int64_t s;
+        };
+        auto image = [&](int64_t i, int64_t e, int64_t e0, Image& im) -> bool {
+            const bool self = e < e0;
+            for (int k = 0; k < 3; ++k) im.d[k] = self ? 0.0 : en.ed[3 * e + k];
+            im.r2 = im.d[0] * im.d[0] + im.d[1] * im.d[1] + im.d[2] * im.d[2];
+            im.r = std::sqrt(im.r2);
+            im.fc = 1.0;
+            im.dfc = 0.0;
+            if (prm.cutoff.kind != 0 && !self) prm.cutoff.eval(im.r, im.fc, im.dfc);
+            im.s = species[self ? i : en.ej[e]];
+            return !(im.fc == 0.0 && im.dfc == 0.0);
+        };
+        // harmonic path: S_q(d) (and gradients) once per image ...
+        auto angular = [&](const Image& im, bool with_grad) {
+            powers(im.d[0], K, Px.data(), dPx.data());
+            powers(im.d[1], K, Py.data(), dPy.data());
+            powers(im.d[2], K, Pz.data(), dPz.data());
+            for (int64_t q = 0; q < Q; ++q)
+                S[q] = poly_eval(prm, q, Px.data(), Py.data(), Pz.data(), dPx.data(), dPy.data(), dPz.data(),
+                                 with_grad ? &dSq[3 * q] : nullptr);
+        };
+        // ... and radial sums R_n = sum_g t_g fc lam_g^n, Rr_n = (dR_n/dr) / r per width
+        auto radial = [&](const Image& im) {
+            std::fill(Rn.begin(), Rn.end(), 0.0);
+            std::fill(Rr.begin(), Rr.end(), 0.0);
+            for (int64_t sg = 0; sg < prm.n_sigma; ++sg) {
+                if (by_sigma[sg].empty()) continue;
+                double* rn = &Rn[sg * (K + 1)];
+                double* rr = &Rr[sg * (K + 1)];
+                for (int64_t gq = prm.gstart[im.s]; gq < prm.gstart[im.s + 1]; ++gq) {
+                    const int64_t k = gq * prm.n_sigma + sg;
+                    const double lam = glam[k];
+                    const double t = pref[k] * std::exp(-gexp[k] * im.r2);
+                    const double tf = t * im.fc;
+                    double rad = -2.0 * gexp[k] * tf;
+                    if (im.dfc != 0.0 && im.r > 0.0) rad += t * im.dfc / im.r;
+                    double lp = 1.0;
+                    for (int n = 0; n <= K; ++n) {
+                        rn[n] += tf * lp;
+                        rr[n] += rad * lp;
+                        lp *= lam;
+                    }
+                }
+            }
+        };
 
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 4)
 #endif
         for (int64_t i = 0; i < en.n_atoms; ++i) {
             const int64_t e0 = en.estart[i], e1 = en.estart[i + 1];
-            const int64_t n_e = e1 - e0;
-            const bool grad = derivatives || out.dfeat_strain;
+            const int64_t first = prm.include_self ? e0 - 1 : e0;
             std::fill(M.begin(), M.end(), 0.0);
-            if (grad) {
-                dM.assign(static_cast<size_t>(n_e) * C * 3, 0.0);
-            }
-            // entry index -1 is the centre's own density at d = 0
-            for (int64_t e = (prm.include_self ? e0 - 1 : e0); e < e1; ++e) {
-                const bool self = e < e0;
-                const int64_t j = self ? i : en.ej[e];
-                const double x = self ? 0.0 : en.ed[3 * e];
-                const double y = self ? 0.0 : en.ed[3 * e + 1];
-                const double z = self ? 0.0 : en.ed[3 * e + 2];
-                const double r2 = x * x + y * y + z * z;
-                const double r = std::sqrt(r2);
-                double fc = 1.0, dfc = 0.0;
-                if (prm.cutoff.kind != 0 && !self) prm.cutoff.eval(r, fc, dfc);
-                if (fc == 0.0 && dfc == 0.0) continue;
-                const bool egrad = grad && !self;
+            const bool keep_dM = grad && !prm.harmonic;
+            if (keep_dM) dM.assign(static_cast<size_t>(e1 - e0) * C * 3, 0.0);
+            // harmonic path: radial sums of each image, reused by the gradient pass
+            if (grad && prm.harmonic) Rcache.assign(static_cast<size_t>(e1 - e0) * NR * 2, 0.0);
+            Image im;
+            for (int64_t e = first; e < e1; ++e) {
+                if (!image(i, e, e0, im)) continue;
+                if (prm.harmonic) {
+                    angular(im, false);
+                    radial(im);
+                    if (grad && e >= e0) {
+                        double* rc = &Rcache[static_cast<size_t>(e - e0) * NR * 2];
+                        std::copy(Rn.begin(), Rn.end(), rc);
+                        std::copy(Rr.begin(), Rr.end(), rc + NR);
+                    }
+                    for (int64_t p = 0; p < F; ++p) {
+                        const double aR = prm.probe_amp[p] * Rn[prm.probe_sigma[p] * (K + 1) + prm.probe_order[p]];
+                        for (int64_t c = prm.comp_start[p]; c < prm.comp_start[p + 1]; ++c)
+                            M[c] += aR * S[prm.comp_poly[c]];
+                    }
+                    continue;
+                }
+                // general path: Gaussian moments per neighbour Gaussian; dM kept per image
+                const bool egrad = keep_dM && e >= e0;
                 double* dMe = egrad ? &dM[static_cast<size_t>(e - e0) * C * 3] : nullptr;
-                const int64_t s = species[j];
                 for (int64_t sg = 0; sg < prm.n_sigma; ++sg) {
                     if (by_sigma[sg].empty()) continue;
-                    const double alpha = prm.sigma_alpha[sg];
-                    for (int64_t q = prm.gstart[s]; q < prm.gstart[s + 1]; ++q) {
-                        const double B = prm.gB[q], beta = prm.gbeta[q];
-                        const double gam = alpha + beta;
-                        const double lam = beta / gam;
-                        const double var = 0.5 / gam;
-                        const double c2 = -alpha * beta / gam;
-                        const double c1 = B * std::pow(kPi / gam, 1.5);
-                        const double t = c1 * std::exp(c2 * r2);
-                        const double tf = t * fc;
-                        moments(x, lam, var, K, Px.data(), dPx.data());
-                        moments(y, lam, var, K, Py.data(), dPy.data());
-                        moments(z, lam, var, K, Pz.data(), dPz.data());
-                        // d(t fc)/dd = t fc 2 c2 d + t dfc d / r
-                        double radial = tf * 2.0 * c2;
-                        if (dfc != 0.0 && r > 0.0) radial += t * dfc / r;
+                    for (int64_t gq = prm.gstart[im.s]; gq < prm.gstart[im.s + 1]; ++gq) {
+                        const int64_t k = gq * prm.n_sigma + sg;
+                        const double lam = glam[k];
+                        const double var = 0.5 * lam / prm.gbeta[gq];  // 1 / (2 gam)
+                        const double t = pref[k] * std::exp(-gexp[k] * im.r2);
+                        const double tf = t * im.fc;
+                        double rad = -2.0 * gexp[k] * tf;
+                        if (im.dfc != 0.0 && im.r > 0.0) rad += t * im.dfc / im.r;
+                        moments(im.d[0], lam, var, K, Px.data(), dPx.data());
+                        moments(im.d[1], lam, var, K, Py.data(), dPy.data());
+                        moments(im.d[2], lam, var, K, Pz.data(), dPz.data());
+                        for (int64_t q : polys_of[sg]) {
+                            double gp[3];
+                            const double v = poly_eval(prm, q, Px.data(), Py.data(), Pz.data(), dPx.data(),
+                                                       dPy.data(), dPz.data(), egrad ? gp : nullptr);
+                            S[q] = tf * v;
+                            if (egrad)
+                                for (int kk = 0; kk < 3; ++kk) dSq[3 * q + kk] = tf * gp[kk] + rad * v * im.d[kk];
+                        }
                         for (int64_t p : by_sigma[sg]) {
+                            const double a = prm.probe_amp[p];
                             for (int64_t c = prm.comp_start[p]; c < prm.comp_start[p + 1]; ++c) {
-                                double poly = 0.0, gx = 0.0, gy = 0.0, gz = 0.0;
-                                for (int64_t m = prm.mono_start[c]; m < prm.mono_start[c + 1]; ++m) {
-                                    const int64_t* pw = prm.mono_pow + 3 * m;
-                                    const double cf = prm.mono_coef[m];
-                                    const double a = Px[pw[0]], b = Py[pw[1]], cc = Pz[pw[2]];
-                                    poly += cf * a * b * cc;
-                                    if (egrad) {
-                                        gx += cf * dPx[pw[0]] * b * cc;
-                                        gy += cf * a * dPy[pw[1]] * cc;
-                                        gz += cf * a * b * dPz[pw[2]];
-                                    }
-                                }
-                                M[c] += tf * poly;
+                                const int64_t q = prm.comp_poly[c];
+                                M[c] += a * S[q];
                                 if (egrad) {
                                     double* dm = dMe + c * 3;
-                                    dm[0] += tf * gx + radial * poly * x;
-                                    dm[1] += tf * gy + radial * poly * y;
-                                    dm[2] += tf * gz + radial * poly * z;
+                                    for (int kk = 0; kk < 3; ++kk) dm[kk] += a * dSq[3 * q + kk];
                                 }
                             }
                         }
@@ -124,14 +228,14 @@ void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm
             // features and d feature / d M_c
             T* feat = out.features + i * F;
             for (int64_t p = 0; p < F; ++p) {
-                double S = 0.0;
+                double sum = 0.0;
                 for (int64_t c = prm.comp_start[p]; c < prm.comp_start[p + 1]; ++c)
-                    S += prm.comp_weight[c] * M[c] * M[c];
+                    sum += prm.comp_weight[c] * M[c] * M[c];
                 double scale = 2.0;
                 if (prm.square) {
-                    feat[p] = static_cast<T>(S);
+                    feat[p] = static_cast<T>(sum);
                 } else {
-                    const double root = std::sqrt(S);
+                    const double root = std::sqrt(sum);
                     feat[p] = static_cast<T>(root);
                     // d sqrt(S) = dS / (2 sqrt(S)); at S = 0 every M_c is 0 and
                     // the one-sided derivative is taken as 0.
@@ -141,18 +245,42 @@ void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm
                     dS[c] = scale * prm.comp_weight[c] * M[c];
             }
             if (!grad) continue;
+            // gradient of every feature with respect to each image's displacement
             for (int64_t e = e0; e < e1; ++e) {
-                const double* dMe = &dM[static_cast<size_t>(e - e0) * C * 3];
-                for (int64_t p = 0; p < F; ++p) {
-                    double gx = 0.0, gy = 0.0, gz = 0.0;
-                    for (int64_t c = prm.comp_start[p]; c < prm.comp_start[p + 1]; ++c) {
-                        gx += dS[c] * dMe[c * 3];
-                        gy += dS[c] * dMe[c * 3 + 1];
-                        gz += dS[c] * dMe[c * 3 + 2];
+                if (prm.harmonic) {
+                    // second pass: d M_c / d d = A (Rr_n S_q d + R_n grad S_q), contracted with dS at once
+                    if (!image(i, e, e0, im)) continue;
+                    angular(im, true);
+                    const double* rn = &Rcache[static_cast<size_t>(e - e0) * NR * 2];
+                    const double* rr = rn + NR;
+                    for (int64_t p = 0; p < F; ++p) {
+                        const int64_t off = prm.probe_sigma[p] * (K + 1) + prm.probe_order[p];
+                        double a = 0.0, gx = 0.0, gy = 0.0, gz = 0.0;
+                        for (int64_t c = prm.comp_start[p]; c < prm.comp_start[p + 1]; ++c) {
+                            const int64_t q = prm.comp_poly[c];
+                            a += dS[c] * S[q];
+                            gx += dS[c] * dSq[3 * q];
+                            gy += dS[c] * dSq[3 * q + 1];
+                            gz += dS[c] * dSq[3 * q + 2];
+                        }
+                        const double amp = prm.probe_amp[p], R = rn[off], Rd = rr[off] * a;
+                        g[p * 3] = amp * (Rd * im.d[0] + R * gx);
+                        g[p * 3 + 1] = amp * (Rd * im.d[1] + R * gy);
+                        g[p * 3 + 2] = amp * (Rd * im.d[2] + R * gz);
                     }
-                    g[p * 3] = gx;
-                    g[p * 3 + 1] = gy;
-                    g[p * 3 + 2] = gz;
+                } else {
+                    const double* dMe = &dM[static_cast<size_t>(e - e0) * C * 3];
+                    for (int64_t p = 0; p < F; ++p) {
+                        double gx = 0.0, gy = 0.0, gz = 0.0;
+                        for (int64_t c = prm.comp_start[p]; c < prm.comp_start[p + 1]; ++c) {
+                            gx += dS[c] * dMe[c * 3];
+                            gy += dS[c] * dMe[c * 3 + 1];
+                            gz += dS[c] * dMe[c * 3 + 2];
+                        }
+                        g[p * 3] = gx;
+                        g[p * 3 + 1] = gy;
+                        g[p * 3 + 2] = gz;
+                    }
                 }
                 out.scatter(i, derivatives ? en.epair[e] : -1, en.ed + 3 * e, g.data());
             }

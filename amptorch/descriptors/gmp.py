@@ -155,10 +155,12 @@ class GMP(Descriptor):
 
     # -- tables for the kernel --------------------------------------------
     def _build_probe_tables(self) -> dict[str, np.ndarray]:
-        """Flatten probes into components and monomials with every constant folded in."""
+        """Flatten probes into components and unique polynomials (monomial tables) for the kernel."""
         sigma_index = {s: k for k, s in enumerate(self.sigmas)}
-        probe_sigma, comp_start, comp_weight = [], [0], []
-        mono_start, mono_coef, mono_pow = [0], [], []
+        probe_sigma, probe_order, probe_amp = [], [], []
+        comp_start, comp_weight, comp_poly = [0], [], []
+        poly_index: dict[tuple, int] = {}
+        poly_start, mono_coef, mono_pow = [0], [], []
         for probe in self.probes:
             order, sigma = probe[0], probe[-1]
             amp = 1.0 / (sigma * math.sqrt(2.0 * math.pi))
@@ -171,21 +173,31 @@ class GMP(Descriptor):
                 weights = [float(mcsh.multiplicity(*c)) for c in comps]
             inv_rs = 1.0 / (self.rs_scale * sigma if self.rs_scale is not None else self.rs)
             probe_sigma.append(sigma_index[sigma])
+            probe_order.append(order)
+            probe_amp.append(amp)
             for comp, w in zip(comps, weights):
-                for coef, k, l, m in mcsh.monomials(*comp, solid=self.solid_harmonics, inv_rs=inv_rs):
-                    mono_coef.append(amp * coef)
-                    mono_pow.append((k, l, m))
-                mono_start.append(len(mono_coef))
+                key = comp if self.solid_harmonics else (comp, inv_rs)
+                if key not in poly_index:
+                    poly_index[key] = len(poly_index)
+                    for coef, k, l, m in mcsh.monomials(*comp, solid=self.solid_harmonics, inv_rs=inv_rs):
+                        mono_coef.append(coef)
+                        mono_pow.append((k, l, m))
+                    poly_start.append(len(mono_coef))
+                comp_poly.append(poly_index[key])
                 comp_weight.append(w)
             comp_start.append(len(comp_weight))
+        i64 = np.int64
         return {
             "sigma_alpha": np.array([1.0 / (2.0 * s * s) for s in self.sigmas]),
-            "probe_sigma": np.array(probe_sigma, dtype=np.int64),
-            "comp_start": np.array(comp_start, dtype=np.int64),
+            "probe_sigma": np.array(probe_sigma, dtype=i64),
+            "probe_order": np.array(probe_order, dtype=i64),
+            "probe_amp": np.array(probe_amp),
+            "comp_start": np.array(comp_start, dtype=i64),
             "comp_weight": np.array(comp_weight),
-            "mono_start": np.array(mono_start, dtype=np.int64),
+            "comp_poly": np.array(comp_poly, dtype=i64),
+            "poly_start": np.array(poly_start, dtype=i64),
             "mono_coef": np.array(mono_coef),
-            "mono_pow": np.array(mono_pow, dtype=np.int64).reshape(-1, 3),
+            "mono_pow": np.array(mono_pow, dtype=i64).reshape(-1, 3),
         }
 
     def density(self, z: int) -> tuple[tuple[float, float], ...] | None:
@@ -246,9 +258,9 @@ class GMP(Descriptor):
         return _core.gmp(
             species, nl.estart, nl.ej, nl.ed, nl.epair, len(nl.pair_i),
             gstart, flat[:, 0].copy(), flat[:, 1].copy(),
-            t["sigma_alpha"], t["probe_sigma"], t["comp_start"], t["comp_weight"],
-            t["mono_start"], t["mono_coef"], t["mono_pow"], max_power,
-            self.square, True, SMOOTH_CUTOFFS[self.smooth_cutoff], self._cutoff, self.cutoff_gamma,
+            t["sigma_alpha"], t["probe_sigma"], t["probe_order"], t["probe_amp"], t["comp_start"],
+            t["comp_weight"], t["comp_poly"], t["poly_start"], t["mono_coef"], t["mono_pow"], max_power,
+            self.solid_harmonics, self.square, True, SMOOTH_CUTOFFS[self.smooth_cutoff], self._cutoff, self.cutoff_gamma,
             derivatives, strain, float32, n_threads,
         )  # fmt: skip
 

@@ -117,14 +117,17 @@ def neighbor_entries(
     n = positions.shape[0]
     box = _box(positions, cell, pbc, cutoff)
     nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
-    i, j, S = nl.compute(points=positions, box=box, periodic=pbc.tolist() if pbc.any() else False, quantities="ijS")
+    periodic = pbc.tolist() if pbc.any() else False
+    i, j, d = nl.compute(points=positions, box=box, periodic=periodic, quantities="ijD")
+    # d = r_j - r_i + S.box; S is zero along padded (non-periodic) axes, so
+    # this is the displacement in the true cell
     i = i.astype(np.int64)
     j = j.astype(np.int64)
-    # displacement with the true cell (the padded box never shifts: S is 0 there)
-    d = positions[j] - positions[i] + S.astype(np.float64) @ cell
+    d = np.asarray(d, dtype=np.float64)
     r2 = np.einsum("ij,ij->i", d, d)
     keep = r2 < cutoff * cutoff
-    i, j, d, r2 = i[keep], j[keep], d[keep], r2[keep]
+    if not keep.all():
+        i, j, d, r2 = i[keep], j[keep], d[keep], r2[keep]
     if len(r2) and r2.min() < MIN_DISTANCE**2:
         k = int(np.argmin(r2))
         what = (
@@ -133,7 +136,7 @@ def neighbor_entries(
             else f"atoms {int(i[k])} and {int(j[k])} are {np.sqrt(r2[k]):.3g} Å apart"
         )
         raise InputError(f"{where(index)}positions: {what}; expected at least {MIN_DISTANCE} Å")
-    order = np.lexsort((j, i))
+    order = np.argsort(i * n + j, kind="stable")
     i, j, d = i[order], j[order], np.ascontiguousarray(d[order])
     estart = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(i, minlength=n), out=estart[1:])

@@ -227,7 +227,12 @@ SECTIONS = {"model": ModelSection, "optim": OptimSection, "dataset": DatasetSect
 
 def _nearest(loc: tuple, valid: list[str]) -> str:
     near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.4)
-    return f"; did you mean {'.'.join([*map(str, loc[:-1]), near[0]])!r}?" if near else f"; valid keys: {valid}"
+    if not near:
+        return f"; valid keys: {valid}"
+    prefix = [*map(str, loc[:-1])]
+    key = ALIASES.get(prefix[0] if prefix else "", {}).get(near[0])
+    alias = f" (an alias of {'.'.join([*prefix, key])!r})" if key else ""
+    return f"; did you mean {'.'.join([*prefix, near[0]])!r}{alias}?"
 
 
 def _valid_keys(loc: tuple) -> list[str]:
@@ -254,7 +259,10 @@ def validate_config(config: dict | Config | None) -> Config:
         for e in err.errors():
             loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-")))
             path = ".".join(map(str, loc))
-            if e["type"] == "extra_forbidden":
+            key = ALIASES.get(str(loc[0]), {}).get(str(loc[-1])) if len(loc) == 2 else None
+            if e["type"] == "extra_forbidden" and key is not None:
+                lines.append(f"config {path}: given together with {loc[0]}.{key}, its alias; expected only one")
+            elif e["type"] == "extra_forbidden":
                 lines.append(f"config {path}: unknown key{_nearest(loc, _valid_keys(loc))}")
             else:
                 msg = e["msg"].removeprefix("Value error, ")

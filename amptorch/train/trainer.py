@@ -108,13 +108,16 @@ class AtomsTrainer:
 
     def _load_data(self, raw_data):
         """(records list or dataset, descriptor, elements)."""
+        from ase.data import chemical_symbols
+
         ds = self.config.dataset
         forces = self.config.model.get_forces and self.config.optim.force_coefficient > 0
         stress = self.config.optim.stress_coefficient > 0
         if raw_data is None and ds.raw_data is None and ds.lmdb_path:
             data = get_lmdb_dataset(ds.lmdb_path, ds.cache)
             descriptor = from_settings(data.metadata["descriptor"])
-            elements = list(data.metadata["elements"])
+            # the LMDB metadata holds atomic numbers; the rest of training uses symbols
+            elements = [chemical_symbols[e] if isinstance(e, int) else e for e in data.metadata["elements"]]
             return data, descriptor, elements
         source = raw_data if raw_data is not None else ds.raw_data
         if source is None:

@@ -104,7 +104,7 @@ def fd_strain(desc, atoms: Atoms, h: float = 1e-5) -> np.ndarray:
 
 
 def max_rel_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
-    """max |analytic - numeric| per feature, relative to that feature's max |derivative|; axis 1 = features."""
+    """max |analytic - numeric| per feature (axis 1), relative to that feature's max |derivative|."""
     diff = np.moveaxis(np.abs(analytic - numeric), 1, 0).reshape(analytic.shape[1], -1).max(axis=1)
     scale = np.moveaxis(np.abs(analytic), 1, 0).reshape(analytic.shape[1], -1).max(axis=1)
     return float((diff / np.maximum(scale, 1e-300)).max())

@@ -73,7 +73,7 @@ def _maxwell_numeric(comp, point):
     """(-1)^n r^(2n+1) d^n (1/r) at a point, by sympy differentiation (independent of mcsh)."""
     r = sp.sqrt(X**2 + Y**2 + Z**2)
     expr = 1 / r
-    for axis, count in zip((X, Y, Z), comp):
+    for axis, count in zip((X, Y, Z), comp, strict=True):
         if count:
             expr = sp.diff(expr, axis, count)
     n = sum(comp)
@@ -194,7 +194,7 @@ def test_compute_many_equals_compute(gmp, gsf, workers):
             images = [a for a in images if set(a.get_chemical_symbols()) <= {"C", "H", "O", "Pt"}]
         many = desc.compute_many(images, strain=True, workers=workers, progress=False)
         assert len(many) == len(images)
-        for atoms, rec in zip(images, many):
+        for atoms, rec in zip(images, many, strict=True):
             one = desc.compute(atoms, strain=True)
             np.testing.assert_array_equal(rec.features, one.features)
             np.testing.assert_array_equal(rec.dfeat, one.dfeat)
@@ -226,11 +226,19 @@ def test_float32_close_to_float64(which, gmp, gsf):
 
 
 def test_settings_hash_and_round_trip(gmp, gsf):
+    els, g2 = ["C", "H", "O", "Pt"], [(0.1, 0.0), (0.5, 1.5)]
     for desc, same, other in (
-        (gmp, GMP(orders=[0, 1, 2, 3], sigmas=[0.4, 1.0], cutoff=6.0), GMP(orders=[0, 1, 2, 3], sigmas=[0.4, 1.0])),
-        (gsf, GaussianSF(["C", "H", "O", "Pt"], g2=[(0.1, 0.0), (0.5, 1.5)], g4=[(0.01, 1.0, 1.0)], cutoff=5.0),
-         GaussianSF(["C", "H", "O", "Pt"], g2=[(0.1, 0.0), (0.5, 1.5)], g4=[(0.01, 1.0, -1.0)], cutoff=5.0)),
-    ):  # fmt: skip
+        (
+            gmp,
+            GMP(orders=[0, 1, 2, 3], sigmas=[0.4, 1.0], cutoff=6.0),
+            GMP(orders=[0, 1, 2, 3], sigmas=[0.4, 1.0]),
+        ),
+        (
+            gsf,
+            GaussianSF(els, g2=g2, g4=[(0.01, 1.0, 1.0)], cutoff=5.0),
+            GaussianSF(els, g2=g2, g4=[(0.01, 1.0, -1.0)], cutoff=5.0),
+        ),
+    ):
         assert len(desc.hash) == 64 and desc.hash == same.hash and desc.hash != other.hash
         settings = json.loads(json.dumps(desc.settings()))  # JSON-able
         back = from_settings(settings)

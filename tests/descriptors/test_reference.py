@@ -209,7 +209,10 @@ def test_gmpordernorm_matches_quadrature(moments):
 
 
 def test_old_gmp_groups_scheme_matches_quadrature(moments, tmp_path):
-    """fp_scheme="gmp": feature(order, group, sigma) = sqrt(sum_{c in group} (A M_c)^2), A = 1/(sigma sqrt(2 pi))."""
+    """fp_scheme="gmp": feature(order, group, sigma) = sqrt(sum_{c in group} (A M_c)^2).
+
+    A = 1/(sigma sqrt(2 pi)) (not cubed, unlike gmpordernorm); the original's default square=False.
+    """
     gfile = tmp_path / "H_pseudodensity.g"
     gfile.write_text("# B beta\n" + "".join(f"{b} {beta}\n" for b, beta in H_DENSITY))
     params = {
