@@ -99,8 +99,10 @@ void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm
         }
 
 #ifdef _OPENMP
-    if (n_threads > 0) omp_set_num_threads(n_threads);
-#pragma omp parallel
+    // a num_threads clause, not omp_set_num_threads: the latter would change the
+    // thread count of the whole process (torch's intra-op pool included)
+    const int team = n_threads > 0 ? n_threads : omp_get_max_threads();
+#pragma omp parallel num_threads(team)
 #endif
     {
         std::vector<double> M(C), dM, g(grad ? F * 3 : 0), dS(C);
@@ -167,18 +169,23 @@ void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm
             std::fill(M.begin(), M.end(), 0.0);
             const bool keep_dM = grad && !prm.harmonic;
             if (keep_dM) dM.assign(static_cast<size_t>(e1 - e0) * C * 3, 0.0);
-            // harmonic path: radial sums of each image, reused by the gradient pass
-            if (grad && prm.harmonic) Rcache.assign(static_cast<size_t>(e1 - e0) * NR * 2, 0.0);
+            // harmonic path: radial sums and angular values (with gradients) of each
+            // image, computed once here and reused by the gradient pass
+            const size_t per_image = static_cast<size_t>(NR * 2 + Q * 4);
+            if (grad && prm.harmonic) Rcache.assign(static_cast<size_t>(e1 - e0) * per_image, 0.0);
             Image im;
             for (int64_t e = first; e < e1; ++e) {
                 if (!image(i, e, e0, im)) continue;
                 if (prm.harmonic) {
-                    angular(im, false);
+                    const bool cache = grad && e >= e0;
+                    angular(im, cache);
                     radial(im);
-                    if (grad && e >= e0) {
-                        double* rc = &Rcache[static_cast<size_t>(e - e0) * NR * 2];
+                    if (cache) {
+                        double* rc = &Rcache[static_cast<size_t>(e - e0) * per_image];
                         std::copy(Rn.begin(), Rn.end(), rc);
                         std::copy(Rr.begin(), Rr.end(), rc + NR);
+                        std::copy(S.begin(), S.end(), rc + 2 * NR);
+                        std::copy(dSq.begin(), dSq.end(), rc + 2 * NR + Q);
                     }
                     for (int64_t p = 0; p < F; ++p) {
                         const double aR = prm.probe_amp[p] * Rn[prm.probe_sigma[p] * (K + 1) + prm.probe_order[p]];
@@ -250,18 +257,19 @@ void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm
                 if (prm.harmonic) {
                     // second pass: d M_c / d d = A (Rr_n S_q d + R_n grad S_q), contracted with dS at once
                     if (!image(i, e, e0, im)) continue;
-                    angular(im, true);
-                    const double* rn = &Rcache[static_cast<size_t>(e - e0) * NR * 2];
+                    const double* rn = &Rcache[static_cast<size_t>(e - e0) * per_image];
                     const double* rr = rn + NR;
+                    const double* Sc = rr + NR;
+                    const double* dSc = Sc + Q;
                     for (int64_t p = 0; p < F; ++p) {
                         const int64_t off = prm.probe_sigma[p] * (K + 1) + prm.probe_order[p];
                         double a = 0.0, gx = 0.0, gy = 0.0, gz = 0.0;
                         for (int64_t c = prm.comp_start[p]; c < prm.comp_start[p + 1]; ++c) {
                             const int64_t q = prm.comp_poly[c];
-                            a += dS[c] * S[q];
-                            gx += dS[c] * dSq[3 * q];
-                            gy += dS[c] * dSq[3 * q + 1];
-                            gz += dS[c] * dSq[3 * q + 2];
+                            a += dS[c] * Sc[q];
+                            gx += dS[c] * dSc[3 * q];
+                            gy += dS[c] * dSc[3 * q + 1];
+                            gz += dS[c] * dSc[3 * q + 2];
                         }
                         const double amp = prm.probe_amp[p], R = rn[off], Rd = rr[off] * a;
                         g[p * 3] = amp * (Rd * im.d[0] + R * gx);

@@ -33,8 +33,10 @@ void gsf_compute(const Entries& en, const int64_t* species, const GSFParams& prm
     const Cutoff& cut = prm.cutoff;
 
 #ifdef _OPENMP
-    if (n_threads > 0) omp_set_num_threads(n_threads);
-#pragma omp parallel
+    // a num_threads clause, not omp_set_num_threads: the latter would change the
+    // thread count of the whole process (torch's intra-op pool included)
+    const int team = n_threads > 0 ? n_threads : omp_get_max_threads();
+#pragma omp parallel num_threads(team)
 #endif
     {
         std::vector<double> G(F), dG;

@@ -30,7 +30,7 @@ def structure_arrays(atoms, index: int | None = None) -> tuple[np.ndarray, np.nd
         positions = np.asarray(atoms.positions, dtype=np.float64)
         cell = np.asarray(atoms.cell.array, dtype=np.float64)
         pbc = np.asarray(atoms.pbc, dtype=bool)
-    except AttributeError as err:
+    except AttributeError:
         raise InputError(f"{where(index)}atoms: got {type(atoms).__name__}; expected an ase.Atoms") from None
     if positions.ndim != 2 or positions.shape[1] != 3:
         raise InputError(f"{where(index)}positions: shape {positions.shape}; expected (n_atoms, 3)")
@@ -189,7 +189,7 @@ class Descriptor(ABC):
                 bar.close()
         return out
 
-    def _check_elements(self, numbers: np.ndarray, index: int | None) -> None:
+    def _check_elements(self, numbers: np.ndarray, index: int | None) -> None:  # noqa: B027 (optional hook)
         """Hook: raise InputError for elements the descriptor cannot handle."""
 
     def __repr__(self) -> str:

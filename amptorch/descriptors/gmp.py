@@ -175,7 +175,7 @@ class GMP(Descriptor):
             probe_sigma.append(sigma_index[sigma])
             probe_order.append(order)
             probe_amp.append(amp)
-            for comp, w in zip(comps, weights):
+            for comp, w in zip(comps, weights, strict=True):
                 key = comp if self.solid_harmonics else (comp, inv_rs)
                 if key not in poly_index:
                     poly_index[key] = len(poly_index)
@@ -260,7 +260,8 @@ class GMP(Descriptor):
             gstart, flat[:, 0].copy(), flat[:, 1].copy(),
             t["sigma_alpha"], t["probe_sigma"], t["probe_order"], t["probe_amp"], t["comp_start"],
             t["comp_weight"], t["comp_poly"], t["poly_start"], t["mono_coef"], t["mono_pow"], max_power,
-            self.solid_harmonics, self.square, True, SMOOTH_CUTOFFS[self.smooth_cutoff], self._cutoff, self.cutoff_gamma,
+            self.solid_harmonics, self.square, True,
+            SMOOTH_CUTOFFS[self.smooth_cutoff], self._cutoff, self.cutoff_gamma,
             derivatives, strain, float32, n_threads,
         )  # fmt: skip
 

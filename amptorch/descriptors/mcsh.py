@@ -13,7 +13,7 @@ non-solid variant sets R = 1 and scales each monomial by inv_rs^(k+l+m).
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from math import comb, factorial
 
 Poly = dict[tuple[int, int, int, int], float]
@@ -47,7 +47,7 @@ def _step(poly: Poly, n: int, axis: int) -> Poly:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def maxwell(nx: int, ny: int, nz: int) -> tuple[tuple[tuple[int, int, int, int], float], ...]:
     """Maxwell polynomial of the component (nx, ny, nz) in x, y, z, R = r^2."""
     poly: Poly = {(0, 0, 0, 0): 1.0}

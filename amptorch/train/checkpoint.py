@@ -207,10 +207,12 @@ class TrainedPotential:
             )
         descriptor = from_settings(meta["descriptor"])
         net = build_model(meta["network"]["name"], meta["n_features"], **meta["network"]["options"])
-        model = AtomisticModel(net)
+        # cast before loading: load_state_dict copies into the existing (float32) parameters,
+        # which would round float64 weights
+        model = AtomisticModel(net).to(dtype=DTYPES[meta["dtype"]])
         state = torch.load(weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
-        model.to(device=device, dtype=DTYPES[meta["dtype"]])
+        model.to(device=device)
         model.eval()
         config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else None
         return cls(descriptor, model, meta["network"], meta=meta, config=config)

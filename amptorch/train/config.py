@@ -53,6 +53,29 @@ class _Section(BaseModel):
         return data
 
 
+def _check_arguments(fn: Any, args: dict, what: str, skip: set[str], extra: set[str] = frozenset(),
+                     required: bool = True) -> None:  # fmt: skip
+    """ValueError for an argument ``fn`` does not take (naming the nearest) or a required one missing."""
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: leave it to the call
+        return
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    params = {n: p for n, p in sig.parameters.items() if n not in skip and p.kind not in variadic}
+    valid = sorted(set(params) | set(extra))
+    for key in args:
+        if key not in valid:
+            near = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.4)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; expected some of {valid}"
+            raise ValueError(f"{what}: unknown argument {key!r}{hint}")
+    if required:
+        missing = [n for n, p in params.items() if p.default is p.empty and n not in args]
+        if missing:
+            raise ValueError(f"{what}: missing argument {missing[0]!r}; expected it in 'params'")
+
+
 class ModelSection(_Section):
     name: Literal["bpnn", "singlenn"] = "bpnn"
     get_forces: bool = True
@@ -74,7 +97,14 @@ class ModelSection(_Section):
     @field_validator("activation", mode="before")
     @classmethod
     def _activation(cls, v: Any) -> str:
-        return _name_of(v).lower()
+        from amptorch.models.mlp import ACTIVATIONS
+
+        name = _name_of(v).lower()
+        if name not in ACTIVATIONS:
+            near = difflib.get_close_matches(name, list(ACTIVATIONS), n=1, cutoff=0.4)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ValueError(f"unknown activation {name!r}{hint}; expected one of {sorted(ACTIVATIONS)}")
+        return name
 
     @field_validator("hidden_layers")
     @classmethod
@@ -141,10 +171,32 @@ class OptimSection(_Section):
             raise ValueError("expected {'policy': 'StepLR' (a torch.optim.lr_scheduler name), 'params': {...}}")
         import torch
 
+        unknown = set(v) - {"policy", "params"}
+        if unknown:
+            raise ValueError(f"unknown scheduler key {sorted(unknown)[0]!r}; expected 'policy' and 'params'")
         name = _name_of(v["policy"])
         if not hasattr(torch.optim.lr_scheduler, name):
-            raise ValueError(f"unknown scheduler policy {name!r}; expected a torch.optim.lr_scheduler class")
-        return {"policy": name, "params": dict(v.get("params", {}))}
+            valid = [n for n in dir(torch.optim.lr_scheduler) if n[0].isupper() and "LR" in n or n.endswith("Plateau")]
+            near = difflib.get_close_matches(name, valid, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ValueError(f"unknown scheduler policy {name!r}{hint}; expected a torch.optim.lr_scheduler class")
+        params = v.get("params") or {}
+        if not isinstance(params, dict):
+            raise ValueError(f"scheduler params: got {type(params).__name__}; expected a dict of {name} arguments")
+        # skorch's LRScheduler takes these besides the policy's own arguments
+        _check_arguments(getattr(torch.optim.lr_scheduler, name), params, f"scheduler {name}",
+                         skip={"optimizer"}, extra={"step_every", "event_name"})  # fmt: skip
+        return {"policy": name, "params": dict(params)}
+
+    @model_validator(mode="after")
+    def _optimizer_args(self) -> OptimSection:
+        import torch
+
+        if self.optimizer_args:
+            args = {k.removeprefix("optimizer__"): v for k, v in self.optimizer_args.items()}
+            _check_arguments(getattr(torch.optim, self.optimizer), args, f"optimizer_args of {self.optimizer}",
+                             skip={"params", "lr"}, required=False)  # fmt: skip
+        return self
 
 
 class DatasetSection(_Section):
@@ -175,7 +227,9 @@ class DatasetSection(_Section):
             raise ValueError(f"scaling.type {kind!r}; expected 'normalize' or 'standardize'")
         unknown = set(v) - {"type", "range", "elementwise", "threshold"}
         if unknown:
-            raise ValueError(f"unknown scaling key {sorted(unknown)[0]!r}; expected type, range, elementwise, threshold")
+            raise ValueError(
+                f"unknown scaling key {sorted(unknown)[0]!r}; expected type, range, elementwise, threshold"
+            )
         return {
             "type": kind,
             "range": tuple(v.get("range", (0, 1))),
@@ -194,6 +248,16 @@ class CmdSection(_Section):
     logger: bool | str = False  # True or "tensorboard": TensorBoard event files in the run dir
     early_stopping: bool = False
     early_stopping_patience: int = Field(5, ge=1)
+
+    @field_validator("logger", mode="before")
+    @classmethod
+    def _logger(cls, v: Any) -> bool | str:
+        # the original's logger was wandb; we log to TensorBoard only, and say so instead of ignoring it
+        if isinstance(v, bool) or v is None:
+            return bool(v)
+        if str(v).lower() != "tensorboard":
+            raise ValueError(f"got {v!r}; expected False, True or 'tensorboard' (wandb is not supported)")
+        return "tensorboard"
 
     @field_validator("dtype", mode="before")
     @classmethod
@@ -219,7 +283,18 @@ class Config(_Section):
         ) else (None if raw is None else f"<{len(raw) if hasattr(raw, '__len__') else '?'} structures>")
         out["optim"]["loss_fn"] = None if self.optim.loss_fn is None else _name_of(self.optim.loss_fn)
         out["dataset"]["scaling"]["range"] = list(out["dataset"]["scaling"]["range"])
-        return out
+        return _plain(out)
+
+
+def _plain(value: Any) -> Any:
+    """numpy arrays and scalars (the original's examples pass np.linspace sigmas) as JSON lists and numbers."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist") and type(value).__module__ == "numpy":
+        return value.tolist()
+    return value
 
 
 SECTIONS = {"model": ModelSection, "optim": OptimSection, "dataset": DatasetSection, "cmd": CmdSection}

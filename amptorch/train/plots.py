@@ -18,7 +18,7 @@ def errors(pred: dict, images_or_records) -> dict[str, float]:
     out = {"energy_mae": float(np.abs(de).mean()), "energy_rmse": float(np.sqrt((de**2).mean())),
            "n_structures": len(n)}  # fmt: skip
     if "forces" in pred and all(r.forces is not None for r in images_or_records):
-        df = np.concatenate([p - r.forces for p, r in zip(pred["forces"], images_or_records)])
+        df = np.concatenate([p - r.forces for p, r in zip(pred["forces"], images_or_records, strict=True)])
         out.update(forces_mae=float(np.abs(df).mean()), forces_rmse=float(np.sqrt((df**2).mean())))
     return out
 

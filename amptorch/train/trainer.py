@@ -64,6 +64,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class _FunctionLoss(torch.nn.Module):
+    """A loss function as a module: skorch builds non-module criteria as classes."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, pred: dict, batch) -> torch.Tensor:
+        return self.fn(pred, batch)
+
+
 class AtomsTrainer:
     """Train a SingleNN / BPNN potential from the original AmpTorch config dict.
 
@@ -75,12 +86,31 @@ class AtomsTrainer:
 
     def __init__(self, config: dict | Config | None = None):
         self.config = validate_config(config)
+        self._check_fp_params()
         self.potential: TrainedPotential | None = None
         self.net: AtomsNet | None = None
         self.run_dir: Path | None = None
         self.metrics: dict = {}
 
     # -- helpers ------------------------------------------------------------
+    def _check_fp_params(self) -> None:
+        """Build the descriptor once so that bad fp_params fail here, before any data is read."""
+        ds = self.config.dataset
+        if ds.lmdb_path and ds.raw_data is None:
+            return  # the descriptor comes from the database
+        if ds.fp_params is None and ds.fp_scheme != "gaussian":
+            return  # GMP defaults
+        # Gaussian SF need an element list; without one, the per-element keys of "Gs" stand in
+        keys = [k for k in (ds.fp_params or {}) if k != "default"]
+        try:
+            make_descriptor(ds, ds.elements or sorted(keys) or ["H"])
+        except InputError as err:
+            msg = str(err)
+            if not msg.startswith("config "):
+                # name the key path as the other config errors do
+                msg = f"config dataset.{'' if msg.startswith('fp_params') else 'fp_params.'}{msg}"
+            raise InputError(msg) from None
+
     @property
     def dtype(self) -> torch.dtype:
         return DTYPES[self.config.cmd.dtype]
@@ -217,8 +247,7 @@ class AtomsTrainer:
         seed_everything(cfg.cmd.seed)
         net = AtomsNet(
             model,
-            criterion=AtomsLoss(o.force_coefficient if forces else 0.0, o.stress_coefficient, o.loss,
-                                float(model.energy_scale)),  # fmt: skip
+            criterion=self._criterion(forces, float(model.energy_scale)),
             optimizer=getattr(torch.optim, o.optimizer),
             lr=o.lr,
             batch_size=o.batch_size,
@@ -247,6 +276,31 @@ class AtomsTrainer:
             self.potential.meta["metrics"] = self.metrics
             self.potential.save(self.run_dir)
         return self
+
+    def _criterion(self, forces: bool, energy_scale: float):
+        """The loss: ours (the original's CustomLoss) or ``optim.loss_fn``.
+
+        A class is built as the original built its CustomLoss,
+        ``loss_fn(force_coefficient=..., loss=...)``; any other callable is used
+        as it is. Both are called as ``loss_fn(prediction, batch)`` with the
+        model's output dict (``energy`` (B,) eV, ``forces`` (N, 3) eV/Å, ...)
+        and the :class:`amptorch.data.Batch` holding the targets.
+        """
+        o = self.config.optim
+        fc = o.force_coefficient if forces else 0.0
+        if o.loss_fn is None:
+            return AtomsLoss(fc, o.stress_coefficient, o.loss, energy_scale)
+        if isinstance(o.loss_fn, type):
+            try:
+                return o.loss_fn(force_coefficient=fc, loss=o.loss)
+            except TypeError as err:
+                raise InputError(
+                    f"config optim.loss_fn: {o.loss_fn.__name__}(force_coefficient=, loss=) failed ({err}); "
+                    "expected a class taking those keywords, or an instance / function"
+                ) from None
+        if isinstance(o.loss_fn, torch.nn.Module):
+            return o.loss_fn
+        return _FunctionLoss(o.loss_fn)
 
     def _summarize(self, train_records, val_records, forces: bool) -> None:
         """Final errors of the best model on each split; parity plots in the run dir."""

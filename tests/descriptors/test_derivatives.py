@@ -35,6 +35,8 @@ GMP_CASES = {
         cutoff_gamma=3.0,
     ),
     "o0-3_sqrt_hard": dict(orders=[0, 1, 2, 3], sigmas=[0.3, 0.9], cutoff=6.0, square=False),
+    # solid_harmonics=False runs the general Gaussian-moment kernel path (the others the harmonic one)
+    "o0-5_nonsolid": dict(orders=range(6), sigmas=[0.4, 1.1], cutoff=5.0, solid_harmonics=False, rs=1.5),
     "default": dict(),
 }
 
@@ -70,6 +72,28 @@ def test_gmp_finite_differences(case, name):
     # h = 1e-4 keeps truncation and round-off both below 2e-7 there.
     h = 1e-4 if (case, name) == ("default", "bulk") else 1e-5
     _check(GMP(**GMP_CASES[case]), name, h=h)
+
+
+@pytest.mark.parametrize("name", ["bulk", "alloy"])
+def test_gmp_harmonic_fast_path_equals_moment_path(name, monkeypatch):
+    """The kernel's solid-harmonic shortcut E[S(u)] = lambda^n S(d) against its general moment expansion."""
+    from amptorch import _core
+
+    desc = GMP(orders=range(10), sigmas=[0.3, 0.8, 1.5], cutoff=5.0)
+    atoms = STRUCTURES[name][0]()
+    fast = desc.compute(atoms, strain=True)
+    kernel = _core.gmp
+
+    def moment_path(*args):
+        args = list(args)
+        assert args[20] is True  # the ``harmonic`` flag
+        args[20] = False
+        return kernel(*args)
+
+    monkeypatch.setattr(_core, "gmp", moment_path)
+    slow = desc.compute(atoms, strain=True)
+    for a, b in ((fast.features, slow.features), (fast.dfeat, slow.dfeat), (fast.dfeat_strain, slow.dfeat_strain)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12 * np.abs(b).max())
 
 
 @pytest.mark.parametrize("name", list(STRUCTURES))

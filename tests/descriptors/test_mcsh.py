@@ -296,3 +296,16 @@ def test_feature_names(gmp, gsf):
     assert gsf.length == 2 * 4 + 10  # G2 per element, G4 per element pair
     assert GaussianSF.from_amptorch(GSF_PARAMS, ["C", "H", "O"]).length == 36
     assert "gmp_o" in repr(gmp) or "GMP(" in repr(gmp)
+
+
+def test_kernel_threads_do_not_leak_into_the_process(gmp, gsf):
+    """n_threads applies to the kernel call only (omp_set_num_threads would also throttle torch)."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        for desc in (gmp, gsf):
+            desc.compute(slab(), n_threads=1)
+            assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,648 @@
+"""The ``amptorch`` command: train, featurize, predict, md, info, demo.
+
+Bad input (a misspelt config key, a missing file, an element the model never
+saw) prints one line ``error: ...`` and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from amptorch.errors import InputError
+
+__all__ = ["main", "parse_overrides", "load_yaml", "build_parser"]
+
+DESCRIPTION = """\
+Train fingerprint-based neural-network potentials and use them (AmpTorch re-implemented).
+
+examples:
+  amptorch train config.yaml optim.lr=1e-3 dataset.raw_data=data.extxyz
+  amptorch featurize data.extxyz --out fps.lmdb --params params.yaml --workers 4
+  amptorch predict runs/checkpoints/<run> test.extxyz --out results.extxyz
+  amptorch md runs/checkpoints/<run> start.xyz --ensemble nvt --temperature 300 --steps 1000
+  amptorch info runs/checkpoints/<run>
+  amptorch demo --epochs 50
+
+Bad input (a misspelt config key, a missing file, an element the model never
+saw) prints one line "error: ..." and exits with status 2.
+Units: energy eV, forces eV/Å, stress eV/Å^3, time fs, temperature K.
+"""
+
+
+# ---------------------------------------------------------------- YAML helpers
+def _yaml_loader():
+    """yaml.SafeLoader that also reads 1e-3 as a float (YAML 1.2; PyYAML's 1.1 reads a string)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(
+            r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+            |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+            |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+            |[-+]?\.(?:inf|Inf|INF)
+            |\.(?:nan|NaN|NAN))$""",
+            re.X,
+        ),
+        list("-+0123456789."),
+    )
+    return Loader
+
+
+def _yaml_value(text: str, what: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_yaml_loader())  # a SafeLoader: builds plain data only
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"{what}: not valid YAML ({first})") from None
+
+
+def load_yaml(path: str | Path, what: str = "config") -> dict:
+    """A YAML file holding a mapping, as a dict."""
+    p = Path(path)
+    if not p.exists() or p.is_dir():
+        raise InputError(f"{what}: no such file {str(p)!r}; expected a YAML file")
+    data = _yaml_value(p.read_text(), f"{what} {p}")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"{what} {p}: holds a {type(data).__name__}; expected a mapping of keys")
+    return data
+
+
+def parse_overrides(config: dict, overrides: Sequence[str]) -> dict:
+    """Apply ``section.key=value`` overrides (value read as YAML) to a copy of ``config``."""
+    import copy
+
+    cfg = copy.deepcopy(config)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise InputError(f"override {item!r}: expected section.key=value, e.g. optim.lr=1e-3")
+        parts = key.split(".")
+        node = cfg
+        for depth, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                where = ".".join(parts[: depth + 1])
+                raise InputError(f"override {item!r}: {where} is a {type(nxt).__name__}; expected a mapping")
+            node = nxt
+        node[parts[-1]] = _yaml_value(text, f"override {key}")
+    return cfg
+
+
+# -------------------------------------------------------------------- helpers
+def _reference(atoms) -> dict:
+    """Reference labels stored on a structure (a SinglePointCalculator's results), if any."""
+    res = dict(getattr(getattr(atoms, "calc", None), "results", {}) or {})
+    out = {}
+    if "energy" in res:
+        out["energy"] = float(res["energy"])
+    if "forces" in res:
+        out["forces"] = np.asarray(res["forces"], dtype=np.float64)
+    if "stress" in res:
+        s = np.asarray(res["stress"], dtype=np.float64)
+        out["stress"] = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]] if s.shape == (3, 3) else s
+    return out
+
+
+def _read_data(data) -> list:
+    """Structures from files/globs; errors name the command-line argument ``data``."""
+    from amptorch.data import read_structures
+
+    try:
+        return read_structures(list(data))
+    except InputError as err:
+        msg = str(err)
+        raise InputError("data" + msg[len("raw_data") :] if msg.startswith("raw_data") else msg) from None
+
+
+def write_structures(path: str | Path, images: list) -> None:
+    """``ase.io.write``; extxyz per-atom columns in full float64 precision (ASE's default is 8 decimals)."""
+    import ase.io
+
+    try:
+        import ase.io.extxyz as extxyz
+
+        original = extxyz.output_column_format
+    except (ImportError, AttributeError):  # another ase layout: its default precision
+        ase.io.write(path, images)
+        return
+
+    def full_precision(*args, **kwargs):
+        comment, ncols, dtype, fmt = original(*args, **kwargs)
+        return comment, ncols, dtype, fmt.replace("%16.8f", "%24.16e")
+
+    extxyz.output_column_format = full_precision
+    try:
+        ase.io.write(path, images)
+    finally:
+        extxyz.output_column_format = original
+
+
+class _Ref:
+    """Reference labels in the shape ``amptorch.train.plots.errors`` reads."""
+
+    def __init__(self, numbers, energy, forces):
+        self.numbers, self.energy, self.forces = numbers, energy, forces
+
+
+def _at_least(command: str, **values: tuple[int | None, int]) -> None:
+    """InputError unless every ``--name`` value (None: unset) is at least its minimum."""
+    for name, (value, minimum) in values.items():
+        if value is not None and value < minimum:
+            raise InputError(f"{command} --{name.replace('_', '-')}: got {value}; expected >= {minimum}")
+
+
+def _fmt(x: float | None, scale: float = 1.0, digits: int = 4) -> str:
+    return "-" if x is None else f"{scale * x:.{digits}f}"
+
+
+# ------------------------------------------------------------------ commands
+def cmd_train(args: argparse.Namespace) -> int:
+    from amptorch.train import AtomsTrainer, validate_config
+
+    cfg = parse_overrides(load_yaml(args.config), args.overrides)
+    if args.quiet:
+        cmd = cfg.setdefault("cmd", {})
+        if isinstance(cmd, dict):
+            cmd["verbose"] = False
+    config = validate_config(cfg)  # every key checked before any work
+    if config.dataset.raw_data is None and not config.dataset.lmdb_path:
+        raise InputError("config dataset.raw_data: missing; expected a file path or glob (or dataset.lmdb_path)")
+    t0 = time.perf_counter()
+    trainer = AtomsTrainer(config).train()
+    print(f"trained in {time.perf_counter() - t0:.1f} s; checkpoint: {trainer.run_dir}")
+    for split in ("train", "valid"):
+        m = trainer.metrics.get(split)
+        if m:
+            print(
+                f"  {split}: {m['n_structures']} structures, energy MAE {_fmt(m['energy_mae'], 1000, 2)} "
+                f"meV/atom, force MAE {_fmt(m.get('forces_mae'))} eV/Å"
+            )
+    return 0
+
+
+def cmd_featurize(args: argparse.Namespace) -> int:
+    from amptorch.data import write_lmdb
+    from amptorch.train.config import validate_config
+    from amptorch.train.trainer import make_descriptor
+
+    _at_least("featurize", workers=(args.workers, 1), batch_size=(args.batch_size, 1))
+    images = _read_data(args.data)
+    params = load_yaml(args.params, "params") if args.params else None
+    section: dict = {"fp_scheme": args.scheme}
+    if params is not None and any(k in params for k in ("fp_params", "cutoff_params", "elements")):
+        unknown = sorted(set(params) - {"fp_params", "cutoff_params", "elements"})
+        if unknown:
+            raise InputError(
+                f"params {args.params}: unknown key {unknown[0]!r}; expected fp_params, "
+                "cutoff_params, elements (or the fp_params mapping itself)"
+            )
+        section.update(params)
+    elif params is not None:
+        section["fp_params"] = params
+    if args.elements:
+        section["elements"] = args.elements
+    ds = validate_config({"dataset": section}).dataset
+    elements = ds.elements or sorted({s for a in images for s in a.get_chemical_symbols()})
+    descriptor = make_descriptor(ds, elements)
+    derivatives = not args.no_derivatives
+    meta = write_lmdb(
+        args.out,
+        images,
+        descriptor,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=not args.quiet,
+        derivatives=derivatives or args.stress,
+        strain=args.stress,
+        dtype=np.float32 if args.float32 else np.float64,
+        with_labels=not args.no_labels,
+        forces=derivatives,
+        stress=args.stress,
+    )
+    print(
+        f"wrote {meta['count']} of {meta['total']} structures to {args.out} ({type(descriptor).__name__}, "
+        f"{meta['n_features']} features, descriptor hash {meta['descriptor_hash'][:12]})"
+    )
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from amptorch.train.checkpoint import TrainedPotential, write_json
+    from amptorch.train.plots import errors, parity_plot
+
+    _at_least("predict", workers=(args.workers, 1), batch_size=(args.batch_size, 1))
+    pot = TrainedPotential.load(args.checkpoint)
+    images = _read_data(args.data)
+    t0 = time.perf_counter()
+    pred = pot.predict(
+        images,
+        forces=True,
+        stress=args.stress,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        workers=args.workers,
+    )
+    dt = time.perf_counter() - t0
+    refs = [_reference(a) for a in images]
+    out_images = []
+    for k, atoms in enumerate(images):
+        a = atoms.copy()
+        ref = refs[k]
+        if "energy" in ref:
+            a.info["ref_energy"] = ref["energy"]
+        if "forces" in ref:
+            a.arrays["ref_forces"] = ref["forces"]
+        if "stress" in ref:
+            a.info["ref_stress"] = ref["stress"]
+        res = {"energy": pred["energy"][k], "forces": pred["forces"][k], "energies": pred["energies"][k]}
+        if args.stress and pred["stress"][k] is not None:
+            res["stress"] = pred["stress"][k]
+        a.calc = SinglePointCalculator(a, **res)
+        out_images.append(a)
+    if args.out:
+        write_structures(args.out, out_images)
+    n_atoms = sum(len(a) for a in images)
+    print(
+        f"predicted {len(images)} structures ({n_atoms} atoms) in {dt:.2f} s"
+        + (f"; wrote {args.out}" if args.out else "")
+    )
+    if not args.out:  # the predictions are the output
+        for k, e in enumerate(pred["energy"]):
+            print(f"  {k}: energy {e:.6f} eV ({e / len(images[k]):.6f} eV/atom)")
+    if refs and all("energy" in r for r in refs):
+        has_f = all("forces" in r for r in refs)
+        ref_objs = [
+            _Ref(a.numbers, r["energy"], r.get("forces") if has_f else None) for a, r in zip(images, refs, strict=True)
+        ]
+        shown = pred if has_f else {k: v for k, v in pred.items() if k != "forces"}
+        metrics = errors(shown, ref_objs)
+        if args.stress:
+            ds = [p - r["stress"] for p, r in zip(pred["stress"], refs, strict=True) if p is not None and "stress" in r]
+            if ds:
+                metrics["stress_mae"] = float(np.abs(np.concatenate(ds)).mean())
+        line = f"errors: energy MAE {_fmt(metrics['energy_mae'], 1000, 2)} meV/atom"
+        if "forces_mae" in metrics:
+            line += f", force MAE {_fmt(metrics['forces_mae'])} eV/Å"
+        if "stress_mae" in metrics:
+            line += f", stress MAE {_fmt(metrics['stress_mae'], 1, 6)} eV/Å^3"
+        print(line)
+        if args.out:
+            stem = Path(args.out).with_suffix("")
+            write_json(Path(f"{stem}_metrics.json"), metrics)
+            plot = parity_plot(shown, ref_objs, Path(f"{stem}_parity.png"), title=Path(args.out).name)
+            print(f"wrote {stem}_metrics.json and {plot}")
+    return 0
+
+
+def cmd_md(args: argparse.Namespace) -> int:
+    import ase.io
+    from ase import units
+    from ase.io.trajectory import Trajectory
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import Stationary
+    from ase.md.verlet import VelocityVerlet
+
+    from amptorch.calculator import AmpTorchCalculator
+
+    for name, value, ok, expected in (
+        ("--steps", args.steps, args.steps >= 0, ">= 0"),
+        ("--timestep", args.timestep, args.timestep > 0, "> 0 fs"),
+        ("--temperature", args.temperature, args.temperature >= 0, ">= 0 K"),
+        ("--friction", args.friction, args.friction >= 0, ">= 0 1/fs"),
+        ("--interval", args.interval, args.interval >= 1, ">= 1"),
+        ("--threads", args.threads, args.threads >= 0, ">= 0"),
+    ):
+        if not ok:
+            raise InputError(f"md {name}: got {value}; expected {expected}")
+    start = Path(args.start)
+    if not start.is_file():
+        raise InputError(f"start: no such file {args.start!r}; expected a structure file")
+    try:
+        atoms = ase.io.read(start)  # the last frame
+    except Exception as err:
+        raise InputError(f"start: could not read {args.start!r} ({type(err).__name__}: {err})") from None
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    atoms.calc = AmpTorchCalculator(args.checkpoint, n_threads=args.threads)
+    rng = np.random.default_rng(args.seed)
+    try:  # ase >= 3.29; MaxwellBoltzmannDistribution is deprecated there
+        from ase.md.velocitydistribution import thermalize_momenta
+
+        thermalize_momenta(atoms, args.temperature, rng=rng)
+    except ImportError:
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+        MaxwellBoltzmannDistribution(atoms, temperature_K=args.temperature, rng=rng)
+    Stationary(atoms)
+    dt = args.timestep * units.fs
+    if args.ensemble == "nve":
+        dyn = VelocityVerlet(atoms, timestep=dt)
+    else:
+        # the centre of mass is held by a FixCom constraint (ASE >= 3.28 deprecates Langevin's fixcm)
+        from ase.constraints import FixCom
+
+        atoms.set_constraint([*atoms.constraints, FixCom()])
+        dyn = Langevin(
+            atoms, timestep=dt, temperature_K=args.temperature, friction=args.friction / units.fs, fixcm=False, rng=rng
+        )
+    out = Path(args.out)
+    if out.suffix == ".traj":
+        traj = Trajectory(out, "w", atoms)
+        dyn.attach(traj.write, interval=args.interval)
+    else:  # any other ase.io format that can append (extxyz, xyz, ...): frames with energy and forces
+        traj = None
+        out.unlink(missing_ok=True)
+        dyn.attach(lambda: ase.io.write(out, atoms, append=True), interval=args.interval)
+    n = len(atoms)
+    e0 = atoms.get_potential_energy() + atoms.get_kinetic_energy()
+    bar = None
+    if not args.quiet:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=args.steps, desc=f"md ({args.ensemble}, {n} atoms)", unit="step")
+
+    def report() -> None:
+        epot, ekin = atoms.get_potential_energy(), atoms.get_kinetic_energy()
+        if bar is not None:
+            bar.set_postfix(T=f"{atoms.get_temperature():.0f}K", Etot=f"{(epot + ekin) / n:.4f}eV/at", refresh=False)
+            bar.update(dyn.nsteps - bar.n)
+
+    dyn.attach(report, interval=args.interval)
+    t0 = time.perf_counter()
+    try:
+        dyn.run(args.steps)
+    finally:
+        if traj is not None:
+            traj.close()
+        if bar is not None:
+            bar.update(args.steps - bar.n)
+            bar.close()
+    wall = time.perf_counter() - t0
+    e1 = atoms.get_potential_energy() + atoms.get_kinetic_energy()
+    print(
+        f"{args.steps} steps of {args.timestep} fs ({args.ensemble}) in {wall:.1f} s "
+        f"({args.steps / max(wall, 1e-9):.1f} steps/s); T = {atoms.get_temperature():.1f} K; "
+        f"total-energy change {1000 * (e1 - e0) / n:+.3f} meV/atom; trajectory: {args.out}"
+    )
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from ase.data import chemical_symbols
+
+    path = Path(args.checkpoint)
+    path = path.parent if path.is_file() else path
+    meta_file = path / "meta.json"
+    if not meta_file.is_file():
+        raise InputError(f"checkpoint: {path} has no meta.json; expected a run's checkpoint dir")
+    meta = json.loads(meta_file.read_text())
+    metrics = meta.get("metrics")
+    if metrics is None and (path / "metrics.json").is_file():
+        metrics = json.loads((path / "metrics.json").read_text())
+    if args.json:
+        print(json.dumps({**meta, "metrics": metrics}, indent=2, default=str))
+        return 0
+    net = meta.get("network", {})
+    opts = net.get("options", {})
+    desc = dict(meta.get("descriptor", {}))
+    kind = desc.pop("kind", "?")
+    print(f"checkpoint   {path}")
+    print(f"format       {meta.get('format')} (amptorch {meta.get('amptorch_version')}), dtype {meta.get('dtype')}")
+    print(f"elements     {[chemical_symbols[z] for z in opts.get('elements', [])]}")
+    print(
+        f"network      {net.get('name')}: hidden layers {opts.get('hidden_layers')}, "
+        f"activation {opts.get('activation')}" + (", element outputs" if opts.get("element_outputs") else "")
+    )
+    print(f"descriptor   {kind}, {meta.get('n_features')} features, hash {str(meta.get('descriptor_hash'))[:12]}")
+    width = max((len(k) for k in desc), default=0)
+    for k, v in desc.items():
+        text = json.dumps(v)
+        print(f"  {k:<{width}}  {text if len(text) <= 90 else text[:87] + '...'}")
+    if metrics:
+        if "best_epoch" in metrics:
+            print(f"best epoch   {metrics['best_epoch']}")
+        for split in ("train", "valid"):
+            m = metrics.get(split)
+            if m:
+                print(
+                    f"{split:<12} {m.get('n_structures')} structures: energy MAE "
+                    f"{_fmt(m.get('energy_mae'), 1000, 2)} meV/atom (RMSE {_fmt(m.get('energy_rmse'), 1000, 2)}), "
+                    f"force MAE {_fmt(m.get('forces_mae'))} eV/Å (RMSE {_fmt(m.get('forces_rmse'))})"
+                )
+    cfg = path / "config.json"
+    if cfg.is_file():
+        c = json.loads(cfg.read_text())
+        o = c.get("optim", {})
+        print(
+            f"training     epochs {o.get('epochs')}, lr {o.get('lr')}, batch {o.get('batch_size')}, "
+            f"force coefficient {o.get('force_coefficient')}, data {c.get('dataset', {}).get('raw_data')}"
+        )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from amptorch.demo import run_demo
+
+    _at_least("demo", train=(args.train, 2), test=(args.test, 1), epochs=(args.epochs, 0))
+    run_demo(args.train, args.test, args.epochs, args.run_dir, args.quiet)
+    return 0
+
+
+# -------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of every subcommand."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars or per-epoch tables"
+    )
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="amptorch", description=DESCRIPTION, formatter_class=fmt, parents=[common])
+    from amptorch import __version__
+
+    p.add_argument("--version", action="version", version=f"amptorch {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    t = sub.add_parser(
+        "train",
+        parents=[common],
+        formatter_class=fmt,
+        help="train a potential from a YAML config",
+        description="Train from a YAML config with the Python config dict's keys (model / optim / dataset / "
+        "cmd; see docs/user_guide.md).\nThe config is validated before any work. Relative paths are relative "
+        "to the current directory.\n\nexample:\n  amptorch train config.yaml optim.lr=1e-3 "
+        "dataset.raw_data=data.extxyz cmd.run_dir=runs",
+    )
+    t.add_argument("config", help="YAML file")
+    t.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override a config key, value read as YAML (e.g. optim.epochs=50 model.hidden_layers=[32,32])",
+    )
+    t.set_defaults(func=cmd_train)
+
+    f = sub.add_parser(
+        "featurize",
+        parents=[common],
+        formatter_class=fmt,
+        help="fingerprint structures into an LMDB file",
+        description="Fingerprint structures (with derivatives) into an LMDB file for "
+        "dataset.lmdb_path.\nRe-running after a kill resumes.\n\nexample:\n  amptorch featurize "
+        "train.extxyz --out fps.lmdb --scheme gmpordernorm --params params.yaml --workers 4",
+    )
+    f.add_argument("data", nargs="+", help="structure files or globs (extxyz, ASE db, ...)")
+    f.add_argument("--out", required=True, metavar="FILE", help="the LMDB file to write")
+    f.add_argument(
+        "--scheme",
+        default="gmpordernorm",
+        choices=["gmpordernorm", "gmp", "gaussian"],
+        help="fingerprint scheme (dataset.fp_scheme); default gmpordernorm",
+    )
+    f.add_argument(
+        "--params",
+        help="YAML: the fp_params mapping (MCSHs / Gs), or a mapping with fp_params, "
+        "cutoff_params, elements; default GMP settings when omitted",
+    )
+    f.add_argument(
+        "--elements", nargs="+", metavar="EL", help="element symbols (Gaussian rows); default: those in the data"
+    )
+    f.add_argument("--workers", type=int, default=None, metavar="N", help="featurizing threads (default: all CPUs)")
+    f.add_argument("--batch-size", type=int, default=256, metavar="N", help="structures per LMDB transaction (256)")
+    f.add_argument("--stress", action="store_true", help="also store strain derivatives and stress labels")
+    f.add_argument("--no-derivatives", action="store_true", help="fingerprints only (energy-only training)")
+    f.add_argument("--no-labels", action="store_true", help="do not read energy/forces labels")
+    f.add_argument("--float32", action="store_true", help="store float32 fingerprints (default float64)")
+    f.set_defaults(func=cmd_featurize)
+
+    r = sub.add_parser(
+        "predict",
+        parents=[common],
+        formatter_class=fmt,
+        help="predict energies, forces (and stress)",
+        description="Predict structures with a trained checkpoint. With --out, write the structures with "
+        "predicted\nenergy/forces(/stress) (any ase.io format by extension; reference labels kept as "
+        "ref_energy,\nref_forces, ref_stress). When the inputs carry reference labels, print MAEs and write "
+        "<out>_metrics.json\nand <out>_parity.png beside --out.\n\nexample:\n  amptorch predict "
+        "runs/checkpoints/<run> test.extxyz --out results.extxyz",
+    )
+    r.add_argument("checkpoint", help="checkpoint directory (meta.json + model.pt)")
+    r.add_argument("data", nargs="+", help="structure files or globs")
+    r.add_argument("--out", metavar="FILE", help="output structure file, e.g. results.extxyz")
+    r.add_argument("--stress", action="store_true", help="also predict stress (periodic cells)")
+    r.add_argument("--batch-size", type=int, default=32, metavar="N", help="structures per model call (32)")
+    r.add_argument("--workers", type=int, default=None, metavar="N", help="featurizing threads (default: all CPUs)")
+    r.set_defaults(func=cmd_predict)
+
+    m = sub.add_parser(
+        "md",
+        parents=[common],
+        formatter_class=fmt,
+        help="molecular dynamics with the ASE calculator",
+        description="Run NVE (velocity Verlet) or NVT (Langevin) MD from a structure, with Maxwell-Boltzmann "
+        "initial\nvelocities at --temperature.\n\nexample:\n  amptorch md runs/checkpoints/<run> start.xyz "
+        "--ensemble nvt --temperature 300 --timestep 2 --steps 1000 --out md.traj",
+    )
+    m.add_argument("checkpoint", help="checkpoint directory")
+    m.add_argument("start", help="start structure (the last frame of the file)")
+    m.add_argument(
+        "--ensemble", choices=["nvt", "nve"], default="nvt", help="nvt: Langevin, nve: velocity Verlet (default nvt)"
+    )
+    m.add_argument(
+        "--temperature",
+        type=float,
+        default=300.0,
+        metavar="K",
+        help="initial velocities and NVT target (default 300 K)",
+    )
+    m.add_argument("--timestep", type=float, default=1.0, metavar="FS", help="time step (default 1 fs)")
+    m.add_argument("--steps", type=int, default=100, metavar="N", help="number of steps (default 100)")
+    m.add_argument(
+        "--friction", type=float, default=0.01, metavar="PER_FS", help="Langevin friction (default 0.01 1/fs)"
+    )
+    m.add_argument(
+        "--out",
+        default="md.traj",
+        metavar="FILE",
+        help="trajectory: .traj (ASE) or any ase.io format that appends, e.g. .extxyz (default md.traj)",
+    )
+    m.add_argument("--interval", type=int, default=10, metavar="N", help="write and report every N steps (default 10)")
+    m.add_argument("--seed", type=int, default=0, metavar="N", help="velocity / thermostat random seed (default 0)")
+    m.add_argument(
+        "--threads", type=int, default=0, metavar="N", help="fingerprint and torch threads (0: their defaults)"
+    )
+    m.set_defaults(func=cmd_md)
+
+    i = sub.add_parser(
+        "info",
+        parents=[common],
+        help="describe a checkpoint",
+        description="Descriptor settings, elements, network, data size and errors of a checkpoint.",
+    )
+    i.add_argument("checkpoint", help="checkpoint directory")
+    i.add_argument("--json", action="store_true", help="print meta.json and metrics as JSON")
+    i.set_defaults(func=cmd_info)
+
+    d = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="train and test on generated EMT Cu data",
+        description="The README's demo: EMT-labelled Cu cells, a SingleNN on GMP, test errors.",
+    )
+    d.add_argument("--train", type=int, default=200, metavar="N", help="training structures (default 200)")
+    d.add_argument("--test", type=int, default=60, metavar="N", help="test structures (default 60)")
+    d.add_argument("--epochs", type=int, default=150, metavar="N", help="epochs (default 150)")
+    d.add_argument(
+        "--run-dir", default="runs/demo", metavar="DIR", help="where the checkpoint goes (default runs/demo)"
+    )
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad input)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (argparse printed it; status 2)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if not hasattr(args, "quiet"):
+        args.quiet = False
+    try:
+        return int(args.func(args) or 0)
+    except (InputError, OSError) as err:
+        if isinstance(err, BrokenPipeError):  # output piped into e.g. `head`
+            sys.stderr.close()
+            return 0
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"error: {text}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

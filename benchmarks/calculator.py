@@ -1,0 +1,197 @@
+"""Latency of the ASE calculator and MD speed, next to ASE's EMT on the same cells.
+
+    flock /tmp/bench.lock python benchmarks/calculator.py            # the README's table
+    flock /tmp/bench.lock python benchmarks/calculator.py --quick    # fewer repeats
+
+Model: SingleNN 2x32 (tanh) on GMP orders 0-3 x sigmas 0.4, 0.8, 1.2, 1.6,
+2.0 Å (20 features), cutoff 7 Å, float64 (and a float32 copy), built through
+the normal path (AtomsTrainer on a few EMT-labelled Cu cells, 0 epochs:
+untrained weights time the same as trained ones) and saved/loaded as a
+checkpoint. Cells: fcc Cu 3x3x3 (108 atoms) and 6x6x6 (864 atoms), rattled
+0.05 Å.
+
+Rows: one energy+forces call and one energy+forces+stress call (median and
+minimum of repeats, positions moved each call so nothing is cached; EMT
+always computes energy, forces and stress together), with 1 thread
+(``n_threads=1`` and ``torch.set_num_threads(1)``) and 2 threads; MD steps per
+second (velocity Verlet, 1 fs); EMT on the same cell in the same run, and the
+ratio. Then where the time of one 1-thread call goes: neighbour list
+(vesin + sorting into pair blocks), fingerprint kernel (C++), Batch
+building, torch forward + backward, the rest (ASE bookkeeping, structure and
+element checks, the FeatureRecord).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import torch
+from ase import units
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.md.velocitydistribution import Stationary
+from ase.md.verlet import VelocityVerlet
+
+from amptorch.calculator import AmpTorchCalculator, _single_batch
+from amptorch.demo import demo_config, make_cu_emt
+from amptorch.descriptors.neighbors import neighbor_entries
+from amptorch.models import AtomisticModel, build_model
+from amptorch.train import AtomsTrainer, TrainedPotential
+
+
+def build_potential(run_dir: str) -> TrainedPotential:
+    """The benchmark model through AtomsTrainer (0 epochs), saved and loaded as a checkpoint."""
+    cfg = demo_config(make_cu_emt(6, seed=0), epochs=0, run_dir=run_dir, quiet=True)
+    cfg["dataset"]["val_split"] = 0.0
+    cfg["cmd"]["identifier"] = "bench"
+    trainer = AtomsTrainer(cfg).train()
+    return TrainedPotential.load(trainer.run_dir)
+
+
+def float32_copy(pot: TrainedPotential) -> TrainedPotential:
+    net = build_model(pot.network["name"], pot.descriptor.length, **pot.network["options"])
+    model = AtomisticModel(net).to(torch.float32)
+    model.load_state_dict({k: v.float() for k, v in pot.model.state_dict().items()})
+    return TrainedPotential(pot.descriptor, model.eval(), pot.network, meta=pot.meta)
+
+
+def cell(reps: int):
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((reps, reps, reps))
+    atoms.rattle(0.05, seed=1)
+    return atoms
+
+
+def latency(calc, atoms, stress: bool, repeats: int) -> tuple[float, float]:
+    """(median, min) wall seconds of one energy+forces(+stress) evaluation through ASE.
+
+    Each call moves one atom by 1e-6 Å (so ASE sees changed positions only, as
+    in MD) and asks for forces, energy (and stress). The minimum is the figure
+    least disturbed by other work on the machine.
+    """
+    a = atoms.copy()
+    a.calc = calc
+    wall = []
+    for k in range(repeats + 2):
+        a.positions[0, 0] += 1e-6 * (-1) ** k
+        t0 = time.perf_counter()
+        a.get_forces()
+        a.get_potential_energy()
+        if stress:
+            a.get_stress()
+        if k >= 2:  # warm-up calls dropped (the first stress request recomputes once)
+            wall.append(time.perf_counter() - t0)
+    return statistics.median(wall), min(wall)
+
+
+def md_rate(calc, atoms, steps: int) -> float:
+    """Velocity Verlet steps per second (1 fs, 300 K start)."""
+    a = atoms.copy()
+    a.calc = calc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+        MaxwellBoltzmannDistribution(a, temperature_K=300, rng=np.random.default_rng(0))
+    Stationary(a)
+    dyn = VelocityVerlet(a, timestep=1.0 * units.fs)
+    dyn.run(2)
+    t0 = time.perf_counter()
+    dyn.run(steps)
+    return steps / (time.perf_counter() - t0)
+
+
+def breakdown(pot: TrainedPotential, atoms, stress: bool, repeats: int) -> dict[str, float]:
+    """Minimum milliseconds of each stage of one 1-thread call (and of the whole call through ASE)."""
+    desc = pot.descriptor
+    dtype = np.float32 if pot.dtype == torch.float32 else np.float64
+    stages: dict[str, list[float]] = {"neighbour list": [], "fingerprint kernel": [], "Batch": [], "torch": []}
+    clock = time.perf_counter
+    calc = AmpTorchCalculator(pot, n_threads=1)
+    a = atoms.copy()
+    a.calc = calc
+    stages["total"] = []
+    numbers = atoms.numbers.astype(np.int64)
+    rec = desc.compute(atoms, derivatives=True, strain=stress, dtype=dtype, n_threads=1)
+    for k in range(repeats + 2):
+        t0 = clock()
+        nl = neighbor_entries(atoms.positions, atoms.cell.array, atoms.pbc, desc.cutoff)
+        t1 = clock()
+        desc._kernel(numbers, nl, True, stress, dtype == np.float32, 1, None)
+        t2 = clock()
+        batch = _single_batch(rec)
+        t3 = clock()
+        with torch.no_grad():
+            pot.model(batch, forces=True, stress=stress, create_graph=False)
+        t4 = clock()
+        a.positions[0, 0] += 1e-6 * (-1) ** k
+        a.get_forces()
+        if stress:
+            a.get_stress()
+        t5 = clock()
+        if k >= 2:
+            stages["neighbour list"].append(t1 - t0)
+            stages["fingerprint kernel"].append(t2 - t1)
+            stages["Batch"].append(t3 - t2)
+            stages["torch"].append(t4 - t3)
+            stages["total"].append(t5 - t4)
+    return {k: 1000 * min(v) for k, v in stages.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer repeats and MD steps")
+    p.add_argument("--sizes", type=int, nargs="+", default=[3, 6], help="fcc cubic repeats (3: 108, 6: 864 atoms)")
+    args = p.parse_args()
+    repeats = 5 if args.quick else 30
+    with tempfile.TemporaryDirectory() as tmp:
+        pot64 = build_potential(tmp)
+    pot32 = float32_copy(pot64)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# amptorch calculator vs ASE EMT  (torch {torch.__version__}, {os.cpu_count()} CPUs visible, "
+          f"load average {load:.1f} at start)")  # fmt: skip
+    print(f"# model: SingleNN 2x32 tanh, GMP {pot64.descriptor.length} features (orders 0-3 x 5 sigmas), "
+          f"cutoff {pot64.descriptor.cutoff} Å")  # fmt: skip
+    print("# ms: median / min wall-clock milliseconds of one call (min: least disturbed by other load)")
+    print()
+    print("| atoms | threads | model | E+F ms | E+F+S ms | EMT ms | E+F / EMT (min) | MD steps/s | EMT MD steps/s |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    default_threads = torch.get_num_threads()
+    for reps in args.sizes:
+        atoms = cell(reps)
+        n = len(atoms)
+        md_steps = max(5, (100 if not args.quick else 20) * 108 // n)
+        reps_n = max(5, repeats * 108 // n)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            t_emt = latency(EMT(), atoms, False, reps_n)
+            md_emt = md_rate(EMT(), atoms, md_steps)
+            for label, pot in (("float64", pot64), ("float32", pot32)):
+                t_ef = latency(AmpTorchCalculator(pot, n_threads=threads), atoms, False, reps_n)
+                t_efs = latency(AmpTorchCalculator(pot, n_threads=threads), atoms, True, reps_n)
+                md = md_rate(AmpTorchCalculator(pot, n_threads=threads), atoms, md_steps)
+                cols = [f"{1000 * t[0]:.1f} / {1000 * t[1]:.1f}" for t in (t_ef, t_efs, t_emt)]
+                print(f"| {n} | {threads} | {label} | " + " | ".join(cols) +
+                      f" | {t_ef[1] / t_emt[1]:.1f} | {md:.1f} | {md_emt:.1f} |", flush=True)  # fmt: skip
+    torch.set_num_threads(1)
+    print()
+    print("where one 1-thread energy+forces+stress call goes (min ms, float64):")
+    print()
+    print("| atoms | neighbour list | fingerprint kernel | Batch | torch fwd+bwd | rest (ASE, record) | total |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for reps in args.sizes:
+        atoms = cell(reps)
+        parts = breakdown(pot64, atoms, True, max(5, repeats * 108 // len(atoms)))
+        total = parts.pop("total")
+        rest = total - sum(parts.values())
+        print(f"| {len(atoms)} | " + " | ".join(f"{v:.2f}" for v in parts.values()) + f" | {rest:.2f} | {total:.2f} |")
+    torch.set_num_threads(default_threads)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Fixtures for the calculator tests: EMT-labelled Cu32 cells and two small trained Cu potentials.
+
+Both potentials are SingleNN 2x16 on 9 GMP features (orders 0-2, sigmas 0.5 /
+1.0 / 1.5 Å, cutoff 6 Å), float64, trained for 30 epochs on 12 structures
+with forces (about 3 s each on one core): ``cu_trainer`` with the original's
+hard cutoff and a run directory (a checkpoint on disk), ``cu_smooth`` with a
+cosine-smoothed cutoff.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from amptorch.train import AtomsTrainer
+
+FP_PARAMS = {"MCSHs": {"orders": [0, 1, 2], "sigmas": [0.5, 1.0, 1.5]}, "cutoff": 6.0}
+
+
+def make_cu32(n: int, seed: int = 0, rattle: float = 0.08) -> list[Atoms]:
+    """``n`` rattled, strained 32-atom fcc Cu cells labelled by EMT (eV, eV/Å, eV/Å^3)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(n):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + rng.uniform(-0.02, 0.02, (3, 3))), scale_atoms=True)
+        atoms.positions += rng.normal(0.0, rattle, atoms.positions.shape)
+        atoms.calc = EMT()
+        e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+        atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f, stress=s)
+        frames.append(atoms)
+    return frames
+
+
+def cu_config(images, run_dir=None, smooth_cutoff: str | None = None, epochs: int = 30) -> dict:
+    """A small original-style config; forces weigh in the loss and pick the best epoch."""
+    fp = dict(FP_PARAMS)
+    if smooth_cutoff:
+        fp["smooth_cutoff"] = smooth_cutoff
+    return {
+        "model": {"name": "singlenn", "num_layers": 2, "num_nodes": 16},
+        "optim": {"force_coefficient": 1.0, "lr": 3e-3, "batch_size": 4, "epochs": epochs, "cp_metric": "forces"},
+        "dataset": {"raw_data": images, "fp_params": fp, "save_fps": False,
+                    "scaling": {"type": "standardize", "elementwise": False}},
+        "cmd": {"debug": run_dir is None, "run_dir": str(run_dir or "."), "identifier": "calc", "verbose": False,
+                "seed": 0, "dtype": "float64"},
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def cu_images() -> list[Atoms]:
+    return make_cu32(12, seed=0)
+
+
+@pytest.fixture(scope="session")
+def cu_trainer(cu_images, tmp_path_factory) -> AtomsTrainer:
+    """Hard cutoff (the original's GMP), with a checkpoint in ``trainer.run_dir``."""
+    return AtomsTrainer(cu_config(cu_images, tmp_path_factory.mktemp("calc_run"))).train()
+
+
+@pytest.fixture(scope="session")
+def cu_smooth(cu_images) -> AtomsTrainer:
+    """Cosine-smoothed cutoff: energy is continuous when neighbours cross the cutoff."""
+    return AtomsTrainer(cu_config(cu_images, smooth_cutoff="cosine")).train()
+
+
+@pytest.fixture()
+def cu32() -> Atoms:
+    """A rattled 32-atom cell with a non-orthogonal strain (no calculator)."""
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
+    atoms.set_cell(atoms.cell.array @ np.array([[1.01, 0.02, 0.0], [0.0, 0.99, 0.015], [0.01, 0.0, 1.0]]),
+                   scale_atoms=True)  # fmt: skip
+    atoms.rattle(0.1, seed=3)
+    return atoms
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread (and the test machine is shared); restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

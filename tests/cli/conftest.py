@@ -1,0 +1,106 @@
+"""Fixtures for the CLI tests: tiny extxyz files, a YAML config and a checkpoint trained by ``amptorch train``.
+
+Everything runs in-process through ``amptorch.cli.main`` (fast), in a
+temporary directory: Cu32 cells labelled by EMT, 9 GMP features, cutoff 5 Å,
+SingleNN 2x8, 3 epochs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+import yaml
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from amptorch.cli import main
+
+CONFIG = {
+    "model": {"name": "singlenn", "get_forces": True, "num_layers": 2, "num_nodes": 8},
+    "optim": {"force_coefficient": 0.1, "lr": 1e-2, "batch_size": 4, "epochs": 3},
+    "dataset": {
+        "raw_data": "train.extxyz",
+        "val_split": 0.25,
+        "fp_scheme": "gmpordernorm",
+        "fp_params": {"MCSHs": {"orders": [0, 1, 2], "sigmas": [0.4, 0.8, 1.2]}, "cutoff": 5.0},
+        "save_fps": False,
+    },
+    "cmd": {"run_dir": "runs", "identifier": "cli", "seed": 1, "dtype": "float64"},
+}
+
+
+def make_cu32(n: int, seed: int, vacancy: bool = False) -> list[Atoms]:
+    """``n`` rattled, strained 32-atom fcc Cu cells (31 with ``vacancy``) with EMT energy (eV), forces
+    (eV/Å) and stress (eV/Å^3)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(n):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
+        if vacancy:
+            del atoms[7]
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + rng.uniform(-0.02, 0.02, (3, 3))), scale_atoms=True)
+        atoms.positions += rng.normal(0.0, 0.08, atoms.positions.shape)
+        atoms.calc = EMT()
+        e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+        atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f, stress=s)
+        frames.append(atoms)
+    return frames
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A directory with train.extxyz (8), test.extxyz (3 labelled), nolabels.extxyz and config.yaml."""
+    root = tmp_path_factory.mktemp("cli")
+    ase.io.write(root / "train.extxyz", make_cu32(8, seed=0))
+    test = make_cu32(2, seed=5) + make_cu32(1, seed=6, vacancy=True)  # structures of different sizes
+    ase.io.write(root / "test.extxyz", test)
+    ase.io.write(root / "nolabels.extxyz", [Atoms(a.symbols, a.positions, cell=a.cell, pbc=True) for a in test])
+    write_config(root / "config.yaml", CONFIG)
+    return root
+
+
+@pytest.fixture()
+def in_workdir(workdir):
+    """Run the test with ``workdir`` as the current directory (the config's paths are relative)."""
+    old = os.getcwd()
+    os.chdir(workdir)
+    try:
+        yield workdir
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(workdir) -> Path:
+    """The run directory written by ``amptorch train config.yaml --quiet``."""
+    old = os.getcwd()
+    os.chdir(workdir)
+    try:
+        assert main(["train", "config.yaml", "--quiet"]) == 0
+    finally:
+        os.chdir(old)
+    runs = sorted((workdir / "runs" / "checkpoints").glob("*-cli"))
+    assert len(runs) == 1
+    return runs[0]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread (and the test machine is shared); restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
