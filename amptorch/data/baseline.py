@@ -48,7 +48,8 @@ class EnergyBaseline:
 
     def fit(self, records: Sequence[FeatureRecord]) -> EnergyBaseline:
         """Fit on records (the training split) that carry energies. Returns self."""
-        records = list(records)
+        if not isinstance(records, Sequence):
+            records = list(records)
         if not records:
             raise InputError("baseline: no training structures to fit the energy baseline on")
         counts = np.zeros((len(records), N_Z), dtype=np.float64)

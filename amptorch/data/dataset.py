@@ -75,6 +75,27 @@ class AtomsDataset(Dataset):
         return AtomsDataset([self.records[int(i)] for i in indices])
 
 
+class RecordView(Dataset, Sequence):
+    """The records of ``source`` at ``indices``, read on access (nothing held in memory).
+
+    A train or validation split of an :class:`amptorch.data.LmdbDataset`:
+    ``view[k]`` reads record ``indices[k]``; a slice gives a list of records.
+    Usable as a torch map-style Dataset.
+    """
+
+    def __init__(self, source, indices: Sequence[int]):
+        self.source = source
+        self.indices = [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.source[i] for i in self.indices[index]]
+        return self.source[self.indices[index]]
+
+
 def make_loader(
     dataset: Dataset,
     batch_size: int = 32,

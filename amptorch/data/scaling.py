@@ -104,13 +104,15 @@ class FeatureScaler:
 
     def fit(self, records: Sequence[FeatureRecord]) -> FeatureScaler:
         """Fit the tables on ``records`` (the training split). Returns self."""
-        records = list(records)
+        if not isinstance(records, Sequence):
+            records = list(records)
         if not records:
             raise InputError("scaling: no training structures to fit the feature scaler on")
         feats, nums = [], []
         n_features = np.asarray(records[0].features).shape[-1]
         for k, r in enumerate(records):
-            f = np.asarray(r.features, dtype=np.float64)
+            # a copy: a record read from LMDB is a view of its whole buffer (derivatives included)
+            f = np.array(r.features, dtype=np.float64)
             if f.ndim != 2 or f.shape[1] != n_features:
                 raise InputError(f"{where(k)}features: shape {f.shape}; expected (n_atoms, {n_features})")
             if not np.isfinite(f).all():

@@ -31,6 +31,7 @@ from amptorch.data import (
     read_structures,
     train_val_split,
 )
+from amptorch.data.dataset import RecordView
 from amptorch.descriptors import GMP, Descriptor, GaussianSF, from_settings
 from amptorch.errors import InputError
 from amptorch.models import AtomisticModel, build_model
@@ -62,6 +63,11 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def _dataset(records):
+    """A torch Dataset of records: checked in memory, or a lazy LMDB view as it is."""
+    return records if isinstance(records, RecordView) else AtomsDataset(records)
 
 
 class _FunctionLoss(torch.nn.Module):
@@ -228,8 +234,11 @@ class AtomsTrainer:
         records, descriptor, elements = self._load_data(raw_data)
         train_idx, val_idx = train_val_split(len(records), cfg.dataset.val_split, cfg.dataset.val_split_mode,
                                              cfg.cmd.seed)  # fmt: skip
-        train_records = [records[i] for i in train_idx]
-        val_records = [records[i] for i in val_idx]
+        if isinstance(records, list):
+            train_records = [records[i] for i in train_idx]
+            val_records = [records[i] for i in val_idx]
+        else:  # an LMDB: splits read records on access, so data larger than memory trains
+            train_records, val_records = RecordView(records, train_idx), RecordView(records, val_idx)
         model, network = self._build_model(train_records, descriptor.length, elements)
         self.run_dir = self._new_run_dir()
         config_json = cfg.to_json()
@@ -252,11 +261,11 @@ class AtomsTrainer:
             lr=o.lr,
             batch_size=o.batch_size,
             max_epochs=o.epochs,
-            train_split=predefined_split(AtomsDataset(val_records)) if val_records else None,
+            train_split=predefined_split(_dataset(val_records)) if len(val_records) else None,
             iterator_train__collate_fn=_pair_collate,
             iterator_train__shuffle=True,
             iterator_valid__collate_fn=_pair_collate,
-            callbacks=self._callbacks(bool(val_records), save if self.run_dir is not None else None),
+            callbacks=self._callbacks(len(val_records) > 0, save if self.run_dir is not None else None),
             device=self.device,
             forces=forces,
             stress=stress,
@@ -266,7 +275,7 @@ class AtomsTrainer:
             **optimizer_args,
         )
         self.net = net
-        net.fit(AtomsDataset(train_records), None)
+        net.fit(_dataset(train_records), None)
         best = dict(net.callbacks_)["best"]
         if best.best_state is not None:
             model.load_state_dict(best.best_state)
@@ -306,7 +315,7 @@ class AtomsTrainer:
         """Final errors of the best model on each split; parity plots in the run dir."""
         self.metrics = {"best_epoch": dict(self.net.callbacks_)["best"].best_epoch}
         for name, recs in (("train", train_records), ("valid", val_records)):
-            if not recs:
+            if not len(recs):
                 continue
             pred = self._predict_records(recs, forces)
             self.metrics[name] = errors(pred, recs)

@@ -170,19 +170,29 @@ def test_float32_training(cu_images, cu_test_images, tmp_path):
     assert np.isfinite(pred["energy"]).all()
 
 
-def test_lmdb_training(cu_images, cu_test_images, tmp_path):
-    """dataset.lmdb_path (an LMDB made by write_lmdb) trains like raw_data and predicts on Atoms."""
+@pytest.mark.parametrize("cache", ["no", "full"])
+def test_lmdb_training(cu_images, cu_test_images, tmp_path, cache, monkeypatch):
+    """dataset.lmdb_path (an LMDB made by write_lmdb) trains like raw_data and predicts on Atoms.
+
+    cache "no" streams: records are read from the database every epoch, never all held at once.
+    """
     from amptorch.data import write_lmdb
+    from amptorch.data.lmdb import LmdbDataset
     from amptorch.descriptors import GMP
 
     gmp = GMP.from_amptorch({"MCSHs": {"orders": [0, 1, 2], "sigmas": [0.5, 1.0, 1.5]}, "cutoff": 6.0})
     path = tmp_path / "cu.lmdb"
     write_lmdb(path, cu_images, gmp, progress=False, workers=2)
     cfg = gmp_config(None, tmp_path, epochs=3)
-    cfg["dataset"] = {"lmdb_path": str(path), "cache": "full", "val_split": 0.2}
+    cfg["dataset"] = {"lmdb_path": str(path), "cache": cache, "val_split": 0.2}
+    reads = []
+    read = LmdbDataset.__getitem__
+    monkeypatch.setattr(LmdbDataset, "__getitem__", lambda self, i: reads.append(int(i)) or read(self, i))
     trainer = AtomsTrainer(cfg).train()
     assert trainer.potential.descriptor.hash == gmp.hash
     assert len(trainer.net.history) == 3
+    if cache == "no":  # every epoch reads its training records again (plus fits and final errors)
+        assert len(reads) >= 3 * 16 + 20
     # same records, same seed and split as raw_data training -> the same model
     raw = AtomsTrainer(gmp_config(cu_images, tmp_path, epochs=3, cmd={"debug": True})).train()
     np.testing.assert_allclose(trainer.predict(cu_test_images)["energy"], raw.predict(cu_test_images)["energy"],
