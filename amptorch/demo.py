@@ -16,26 +16,48 @@ import time
 import numpy as np
 
 
-def make_cu_emt(n: int = 240, seed: int = 0) -> list:
-    """``n`` EMT-labelled Cu structures (eV, eV/Å, eV/Å^3), deterministic for a seed."""
-    from ase.build import bulk
+def label_emt(atoms):
+    """``atoms`` with its EMT energy (eV), forces (eV/Å) and stress (eV/Å^3) frozen on a
+    SinglePointCalculator, as ``ase.io.read`` gives labelled frames."""
     from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
+
+    atoms.calc = EMT()
+    e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+    atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f, stress=s)
+    return atoms
+
+
+def make_cu_emt(
+    n: int = 240,
+    seed: int = 0,
+    a: float = 3.6,
+    big_every: int = 3,
+    vacancy_every: int = 5,
+    rattle: float | None = None,
+) -> list:
+    """``n`` EMT-labelled fcc Cu cells, deterministic for a seed.
+
+    Each is a 2x2x2 conventional cell (32 atoms; every ``big_every``-th a 3x3x3
+    one, 108 atoms; 0: none) of lattice constant ``a`` (Å), with one atom
+    removed in every ``vacancy_every``-th (0: none), strained by up to 2 % and
+    rattled by a normal of ``rattle`` Å (None: a width drawn in 0.03–0.12 Å
+    per cell). Labels by :func:`label_emt`.
+    """
+    from ase.build import bulk
 
     rng = np.random.default_rng(seed)
     frames = []
     for k in range(n):
-        reps = (2, 2, 2) if k % 3 else (3, 3, 3)
-        atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(reps)
-        if k % 5 == 0:
+        reps = (3, 3, 3) if big_every and k % big_every == 0 else (2, 2, 2)
+        atoms = bulk("Cu", "fcc", a=a, cubic=True).repeat(reps)
+        if vacancy_every and k % vacancy_every == 0:
             del atoms[int(rng.integers(len(atoms)))]
         strain = np.eye(3) + rng.uniform(-0.02, 0.02, (3, 3))
         atoms.set_cell(atoms.cell.array @ strain, scale_atoms=True)
-        atoms.positions += rng.normal(0.0, rng.uniform(0.03, 0.12), atoms.positions.shape)
-        atoms.calc = EMT()
-        e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
-        atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f, stress=s)
-        frames.append(atoms)
+        width = rng.uniform(0.03, 0.12) if rattle is None else rattle
+        atoms.positions += rng.normal(0.0, width, atoms.positions.shape)
+        frames.append(label_emt(atoms))
     return frames
 
 

@@ -77,23 +77,17 @@ ORIGINAL = {
 
 
 # -- data -----------------------------------------------------------------------
-def make_cu_emt(n: int = 1000, seed: int = 0) -> list:
+def regenerate_cu_emt(n: int = 1000, seed: int = 0) -> list:
     """cu_emt as ``make_datasets.py`` makes it: 600 rattled/strained fcc Cu cells (32-108 atoms, 20 %
     of the larger ones with a vacancy) and 400 Langevin MD frames at 300-1500 K; EMT energy (eV),
     forces (eV/Å) and stress (eV/Å^3)."""
     from ase import units
     from ase.build import bulk
     from ase.calculators.emt import EMT
-    from ase.calculators.singlepoint import SinglePointCalculator
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
-    def label(atoms):
-        atoms.calc = EMT()
-        e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
-        out = atoms.copy()
-        out.calc = SinglePointCalculator(out, energy=e, forces=f, stress=s)
-        return out
+    from amptorch.demo import label_emt
 
     rng = np.random.default_rng(seed)
     frames = []
@@ -104,7 +98,7 @@ def make_cu_emt(n: int = 1000, seed: int = 0) -> list:
         if rng.random() < 0.2 and len(atoms) > 32:
             del atoms[int(rng.integers(len(atoms)))]
         atoms.positions += rng.normal(0, rng.uniform(0.02, 0.15), atoms.positions.shape)
-        frames.append(label(atoms))
+        frames.append(label_emt(atoms))
     temps = [300, 600, 900, 1200, 1500]
     per = (n - len(frames)) // len(temps)
     with warnings.catch_warnings():
@@ -121,7 +115,7 @@ def make_cu_emt(n: int = 1000, seed: int = 0) -> list:
             dyn.run(50)
             for _ in range(per):
                 dyn.run(10)
-                frames.append(label(atoms.copy()))
+                frames.append(label_emt(atoms.copy()))
     return frames
 
 
@@ -138,7 +132,7 @@ def load_cu_emt(data_dir: Path, n: int = 1000) -> tuple[list, str]:
         return ase.io.read(path, ":"), str(path)
     if n not in _CACHE:
         print(f"{path} not found: regenerating {n} cu_emt frames with ASE's EMT (1-3 min)", flush=True)
-        _CACHE[n] = make_cu_emt(n)
+        _CACHE[n] = regenerate_cu_emt(n)
     return _CACHE[n], "regenerated with EMT"
 
 

@@ -59,25 +59,9 @@ def make_data(n: int, seed: int, big_every: int = 3) -> list:
     3x3x3 (108 atoms; 0: none). Energies (eV), forces (eV/Å) and stress
     (eV/Å^3) are stored on a SinglePointCalculator, as ``ase.io.read`` gives them.
     """
-    from ase.build import bulk
-    from ase.calculators.emt import EMT
-    from ase.calculators.singlepoint import SinglePointCalculator
+    from amptorch.demo import make_cu_emt
 
-    rng = np.random.default_rng(seed)
-    frames = []
-    for k in range(n):
-        reps = (3, 3, 3) if big_every and k % big_every == 0 else (2, 2, 2)
-        atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(reps)
-        if k % 5 == 0:
-            del atoms[int(rng.integers(len(atoms)))]
-        strain = np.eye(3) + rng.uniform(-0.02, 0.02, (3, 3))
-        atoms.set_cell(atoms.cell.array @ strain, scale_atoms=True)
-        atoms.positions += rng.normal(0.0, rng.uniform(0.03, 0.12), atoms.positions.shape)
-        atoms.calc = EMT()
-        energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
-        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces, stress=stress)
-        frames.append(atoms)
-    return frames
+    return make_cu_emt(n, seed, big_every=big_every)
 
 
 def config(images, epochs: int, run_dir: str, workers: int, verbose: bool) -> dict:

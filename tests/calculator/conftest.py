@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk
-from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 
+from amptorch.demo import make_cu_emt
 from amptorch.train import AtomsTrainer
 
 FP_PARAMS = {"MCSHs": {"orders": [0, 1, 2], "sigmas": [0.5, 1.0, 1.5]}, "cutoff": 6.0}
@@ -23,17 +22,7 @@ FP_PARAMS = {"MCSHs": {"orders": [0, 1, 2], "sigmas": [0.5, 1.0, 1.5]}, "cutoff"
 
 def make_cu32(n: int, seed: int = 0, rattle: float = 0.08) -> list[Atoms]:
     """``n`` rattled, strained 32-atom fcc Cu cells labelled by EMT (eV, eV/Å, eV/Å^3)."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for _ in range(n):
-        atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
-        atoms.set_cell(atoms.cell.array @ (np.eye(3) + rng.uniform(-0.02, 0.02, (3, 3))), scale_atoms=True)
-        atoms.positions += rng.normal(0.0, rattle, atoms.positions.shape)
-        atoms.calc = EMT()
-        e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
-        atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f, stress=s)
-        frames.append(atoms)
-    return frames
+    return make_cu_emt(n, seed, a=3.61, big_every=0, vacancy_every=0, rattle=rattle)
 
 
 def cu_config(images, run_dir=None, smooth_cutoff: str | None = None, epochs: int = 30) -> dict:
@@ -79,11 +68,5 @@ def cu32() -> Atoms:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread (and the test machine is shared); restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Every module here runs on one torch thread (tests/conftest.py)."""

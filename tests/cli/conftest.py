@@ -16,10 +16,9 @@ import pytest
 import yaml
 from ase import Atoms
 from ase.build import bulk
-from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 
 from amptorch.cli import main
+from amptorch.demo import label_emt
 
 CONFIG = {
     "model": {"name": "singlenn", "get_forces": True, "num_layers": 2, "num_nodes": 8},
@@ -46,10 +45,7 @@ def make_cu32(n: int, seed: int, vacancy: bool = False) -> list[Atoms]:
             del atoms[7]
         atoms.set_cell(atoms.cell.array @ (np.eye(3) + rng.uniform(-0.02, 0.02, (3, 3))), scale_atoms=True)
         atoms.positions += rng.normal(0.0, 0.08, atoms.positions.shape)
-        atoms.calc = EMT()
-        e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
-        atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f, stress=s)
-        frames.append(atoms)
+        frames.append(label_emt(atoms))
     return frames
 
 
@@ -96,11 +92,5 @@ def checkpoint(workdir) -> Path:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread (and the test machine is shared); restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Every module here runs on one torch thread (tests/conftest.py)."""

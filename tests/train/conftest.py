@@ -13,10 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase import Atoms
-from ase.build import bulk
-from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 
+from amptorch.demo import make_cu_emt
 from amptorch.train import AtomsTrainer
 
 # small GMP settings: 3 orders x 3 sigmas = 9 features
@@ -27,18 +25,7 @@ CUTOFF = 6.0
 
 def make_cu32(n: int, seed: int = 0) -> list[Atoms]:
     """``n`` rattled, strained 32-atom fcc Cu cells with EMT energy (eV), forces (eV/Å), stress (eV/Å^3)."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for _ in range(n):
-        atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
-        strain = np.eye(3) + rng.uniform(-0.02, 0.02, (3, 3))
-        atoms.set_cell(atoms.cell.array @ strain, scale_atoms=True)
-        atoms.positions += rng.normal(0.0, rng.uniform(0.03, 0.12), atoms.positions.shape)
-        atoms.calc = EMT()
-        e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
-        atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f, stress=s)
-        frames.append(atoms)
-    return frames
+    return make_cu_emt(n, seed, a=3.61, big_every=0, vacancy_every=0)
 
 
 @pytest.fixture(scope="session")
