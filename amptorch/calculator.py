@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from amptorch.data.batch import Batch
+from amptorch.data.batch import collate
 from amptorch.errors import InputError
 from amptorch.train.checkpoint import TrainedPotential
 
@@ -54,25 +54,6 @@ def as_potential(model, device: str | torch.device | None = None) -> TrainedPote
     if device is not None and torch.device(device) != pot.device:
         pot.model.to(device)
     return pot
-
-
-def _single_batch(rec) -> Batch:
-    """``collate([rec])`` without copies: the record's arrays become tensors in place (no labels)."""
-    t = torch.from_numpy
-    n = rec.n_atoms
-    vol = rec.volume
-    feats = t(rec.features)
-    return Batch(
-        numbers=t(np.asarray(rec.numbers, dtype=np.int64)),
-        features=feats,
-        image=torch.zeros(n, dtype=torch.long),
-        n_atoms=torch.tensor([n], dtype=torch.long),
-        pair_i=None if rec.pair_i is None else t(np.asarray(rec.pair_i, dtype=np.int64)),
-        pair_j=None if rec.pair_j is None else t(np.asarray(rec.pair_j, dtype=np.int64)),
-        dfeat=None if rec.dfeat is None else t(rec.dfeat),
-        dfeat_strain=None if rec.dfeat_strain is None else t(rec.dfeat_strain),
-        volume=torch.tensor([np.nan if vol is None else vol], dtype=feats.dtype),
-    )
 
 
 class AmpTorchCalculator(Calculator):
@@ -171,7 +152,7 @@ class AmpTorchCalculator(Calculator):
             if self.n_threads > 0 and torch.get_num_threads() != self.n_threads:
                 torch.set_num_threads(self.n_threads)
             with torch.no_grad():
-                out = self.potential.model(_single_batch(rec), forces=True, stress=want_stress, create_graph=False)
+                out = self.potential.model(collate([rec]), forces=True, stress=want_stress, create_graph=False)
         finally:
             if torch.get_num_threads() != torch_threads:
                 torch.set_num_threads(torch_threads)

@@ -342,11 +342,7 @@ def cmd_md(args: argparse.Namespace) -> int:
         atoms = ase.io.read(start)  # the last frame
     except Exception as err:
         raise InputError(f"start: could not read {args.start!r} ({type(err).__name__}: {err})") from None
-    if args.threads > 0:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    atoms.calc = AmpTorchCalculator(args.checkpoint, n_threads=args.threads)
+    atoms.calc = AmpTorchCalculator(args.checkpoint, n_threads=args.threads)  # sets torch's threads per call
     rng = np.random.default_rng(args.seed)
     try:  # ase >= 3.29; MaxwellBoltzmannDistribution is deprecated there
         from ase.md.velocitydistribution import thermalize_momenta

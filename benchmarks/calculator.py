@@ -38,7 +38,8 @@ from ase.calculators.emt import EMT
 from ase.md.velocitydistribution import Stationary
 from ase.md.verlet import VelocityVerlet
 
-from amptorch.calculator import AmpTorchCalculator, _single_batch
+from amptorch.calculator import AmpTorchCalculator
+from amptorch.data.batch import collate
 from amptorch.demo import demo_config, make_cu_emt
 from amptorch.descriptors.neighbors import neighbor_entries
 from amptorch.models import AtomisticModel, build_model
@@ -124,7 +125,7 @@ def breakdown(pot: TrainedPotential, atoms, stress: bool, repeats: int) -> dict[
         t1 = clock()
         desc._kernel(numbers, nl, True, stress, dtype == np.float32, 1, None)
         t2 = clock()
-        batch = _single_batch(rec)
+        batch = collate([rec])
         t3 = clock()
         with torch.no_grad():
             pot.model(batch, forces=True, stress=stress, create_graph=False)

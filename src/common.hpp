@@ -6,10 +6,24 @@
 #include <cmath>
 #include <cstdint>
 #include <vector>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace amptorch {
 
 constexpr double kPi = 3.14159265358979323846;
+
+// Threads of one kernel call (0: the OpenMP default). Used in a num_threads
+// clause, never omp_set_num_threads: that would change the thread count of the
+// whole process (torch's intra-op pool included).
+inline int team_size(int n_threads) {
+#ifdef _OPENMP
+    return n_threads > 0 ? n_threads : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
 
 // Neighbour entries of every centre atom, sorted by centre.
 // Entry e of centre i (estart[i] <= e < estart[i+1]) is one periodic image of

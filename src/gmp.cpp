@@ -99,16 +99,14 @@ void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm
         }
 
 #ifdef _OPENMP
-    // a num_threads clause, not omp_set_num_threads: the latter would change the
-    // thread count of the whole process (torch's intra-op pool included)
-    const int team = n_threads > 0 ? n_threads : omp_get_max_threads();
-#pragma omp parallel num_threads(team)
+#pragma omp parallel num_threads(team_size(n_threads))
 #endif
     {
         std::vector<double> M(C), dM, g(grad ? F * 3 : 0), dS(C);
         std::vector<double> Px(K + 1), Py(K + 1), Pz(K + 1), dPx(K + 1), dPy(K + 1), dPz(K + 1);
         const int64_t NR = (K + 1) * prm.n_sigma;
         std::vector<double> S(Q), dSq(Q * 3), Rn(NR), Rr(NR), Rcache;
+        std::vector<char> live;  // harmonic path: image e0 + k was kept in pass 1
 
         // Neighbour image e of centre i (e < e0: the centre itself at d = 0).
         struct Image {
@@ -172,7 +170,10 @@ void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm
             // harmonic path: radial sums and angular values (with gradients) of each
             // image, computed once here and reused by the gradient pass
             const size_t per_image = static_cast<size_t>(NR * 2 + Q * 4);
-            if (grad && prm.harmonic) Rcache.assign(static_cast<size_t>(e1 - e0) * per_image, 0.0);
+            if (grad && prm.harmonic) {
+                Rcache.assign(static_cast<size_t>(e1 - e0) * per_image, 0.0);
+                live.assign(static_cast<size_t>(e1 - e0), 0);
+            }
             Image im;
             for (int64_t e = first; e < e1; ++e) {
                 if (!image(i, e, e0, im)) continue;
@@ -181,6 +182,7 @@ void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm
                     angular(im, cache);
                     radial(im);
                     if (cache) {
+                        live[e - e0] = 1;
                         double* rc = &Rcache[static_cast<size_t>(e - e0) * per_image];
                         std::copy(Rn.begin(), Rn.end(), rc);
                         std::copy(Rr.begin(), Rr.end(), rc + NR);
@@ -256,7 +258,8 @@ void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm
             for (int64_t e = e0; e < e1; ++e) {
                 if (prm.harmonic) {
                     // second pass: d M_c / d d = A (Rr_n S_q d + R_n grad S_q), contracted with dS at once
-                    if (!image(i, e, e0, im)) continue;
+                    if (!live[e - e0]) continue;  // skipped in pass 1 (outside a smooth cutoff)
+                    const double* d = en.ed + 3 * e;
                     const double* rn = &Rcache[static_cast<size_t>(e - e0) * per_image];
                     const double* rr = rn + NR;
                     const double* Sc = rr + NR;
@@ -272,9 +275,9 @@ void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm
                             gz += dS[c] * dSc[3 * q + 2];
                         }
                         const double amp = prm.probe_amp[p], R = rn[off], Rd = rr[off] * a;
-                        g[p * 3] = amp * (Rd * im.d[0] + R * gx);
-                        g[p * 3 + 1] = amp * (Rd * im.d[1] + R * gy);
-                        g[p * 3 + 2] = amp * (Rd * im.d[2] + R * gz);
+                        g[p * 3] = amp * (Rd * d[0] + R * gx);
+                        g[p * 3 + 1] = amp * (Rd * d[1] + R * gy);
+                        g[p * 3 + 2] = amp * (Rd * d[2] + R * gz);
                     }
                 } else {
                     const double* dMe = &dM[static_cast<size_t>(e - e0) * C * 3];

@@ -33,10 +33,7 @@ void gsf_compute(const Entries& en, const int64_t* species, const GSFParams& prm
     const Cutoff& cut = prm.cutoff;
 
 #ifdef _OPENMP
-    // a num_threads clause, not omp_set_num_threads: the latter would change the
-    // thread count of the whole process (torch's intra-op pool included)
-    const int team = n_threads > 0 ? n_threads : omp_get_max_threads();
-#pragma omp parallel num_threads(team)
+#pragma omp parallel num_threads(team_size(n_threads))
 #endif
     {
         std::vector<double> G(F), dG;

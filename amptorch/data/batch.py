@@ -67,11 +67,25 @@ class Batch:
         return self.n_structures
 
 
-def _cat(records: Sequence[FeatureRecord], name: str) -> np.ndarray | None:
+def _own(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when torch may wrap it (writable), else a copy (e.g. a view into an LMDB buffer)."""
+    return a if a.flags.writeable else a.copy()
+
+
+def _cat(records: Sequence[FeatureRecord], name: str, dtype=None, offsets=None) -> np.ndarray | None:
+    """One field of every record, concatenated (``offsets`` added per record); None if any lacks it.
+
+    A single record is not copied, so a one-structure batch (the calculator's) wraps the record's arrays.
+    """
     vals = [getattr(r, name) for r in records]
     if any(v is None for v in vals):
         return None
-    return np.concatenate([np.asarray(v) for v in vals])
+    if len(vals) == 1:
+        return _own(np.asarray(vals[0], dtype=dtype))
+    arrays = [np.asarray(v, dtype=dtype) for v in vals]
+    if offsets is not None:
+        arrays = [a + o for a, o in zip(arrays, offsets, strict=True)]
+    return np.concatenate(arrays)
 
 
 def collate(records: Sequence[FeatureRecord]) -> Batch:
@@ -79,21 +93,18 @@ def collate(records: Sequence[FeatureRecord]) -> Batch:
     n = np.array([r.n_atoms for r in records], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]])
     t = torch.from_numpy
-    features = t(np.concatenate([np.asarray(r.features) for r in records]))
+    features = t(_cat(records, "features"))
     batch = Batch(
-        numbers=t(np.concatenate([np.asarray(r.numbers, dtype=np.int64) for r in records])),
+        numbers=t(_cat(records, "numbers", np.int64)),
         features=features,
         image=t(np.repeat(np.arange(len(records), dtype=np.int64), n)),
         n_atoms=t(n),
     )
-    if all(r.dfeat is not None for r in records):
-        batch.pair_i = t(
-            np.concatenate([r.pair_i + o for r, o in zip(records, offsets, strict=True)]).astype(np.int64)
-        )
-        batch.pair_j = t(
-            np.concatenate([r.pair_j + o for r, o in zip(records, offsets, strict=True)]).astype(np.int64)
-        )
-        batch.dfeat = t(_cat(records, "dfeat"))
+    dfeat = _cat(records, "dfeat")
+    if dfeat is not None:
+        batch.pair_i = t(_cat(records, "pair_i", np.int64, offsets))
+        batch.pair_j = t(_cat(records, "pair_j", np.int64, offsets))
+        batch.dfeat = t(dfeat)
     ds = _cat(records, "dfeat_strain")
     if ds is not None:
         batch.dfeat_strain = t(ds)
@@ -101,9 +112,9 @@ def collate(records: Sequence[FeatureRecord]) -> Batch:
     batch.volume = torch.tensor([np.nan if v is None else v for v in vol], dtype=features.dtype)
     if all(r.energy is not None for r in records):
         batch.energy = torch.tensor([r.energy for r in records], dtype=torch.float64)
-    f = _cat(records, "forces")
+    f = _cat(records, "forces", np.float64)
     if f is not None:
-        batch.forces = t(f.astype(np.float64).reshape(-1, 3))
+        batch.forces = t(f.reshape(-1, 3))
     if all(r.stress is not None for r in records):
         batch.stress = t(np.stack([np.asarray(r.stress, dtype=np.float64) for r in records]))
     return batch

@@ -45,13 +45,6 @@ class AtomsDataset(Dataset):
         self.records = records
         self._n_features = n_features
 
-    @classmethod
-    def from_images(cls, images, descriptor, **featurize_kwargs) -> AtomsDataset:
-        """Featurize ``images`` (see :func:`amptorch.data.featurize.featurize`) and wrap the records."""
-        from amptorch.data.featurize import featurize
-
-        return cls(featurize(images, descriptor, **featurize_kwargs))
-
     def __len__(self) -> int:
         return len(self.records)
 

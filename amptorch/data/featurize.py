@@ -18,7 +18,6 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -162,33 +161,17 @@ def featurize(
     # few structures: give the spare threads to OpenMP over atoms
     n_threads = max(1, n_workers // max(1, len(todo)))
 
-    def one(k: int) -> FeatureRecord:
-        rec = descriptor.compute(images[k], derivatives, strain, dt, n_threads=n_threads, index=idx[k])
-        rec = replace(rec, energy=None, forces=None, stress=None)
-        if paths[k] is not None:
-            save_npz_atomic(paths[k], rec.to_arrays())
-        return rec
+    def save(t: int, rec: FeatureRecord) -> None:
+        path = paths[todo[t]]
+        if path is not None:  # fingerprints only: labels are read from the structures every time
+            save_npz_atomic(path, {k: v for k, v in rec.to_arrays().items() if k in _CACHED})
 
-    bar = None
-    if progress and todo:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(todo), desc=f"featurizing ({type(descriptor).__name__})", unit="struct")
-    try:
-        if n_workers == 1 or len(todo) <= 1:
-            for k in todo:
-                records[k] = one(k)
-                if bar is not None:
-                    bar.update()
-        else:
-            with ThreadPoolExecutor(min(n_workers, len(todo))) as pool:
-                for k, rec in zip(todo, pool.map(one, todo), strict=True):
-                    records[k] = rec
-                    if bar is not None:
-                        bar.update()
-    finally:
-        if bar is not None:
-            bar.close()
+    done = descriptor.compute_many(
+        [images[k] for k in todo], derivatives, strain, dt, workers=n_workers, progress=progress,
+        indices=[idx[k] for k in todo], n_threads=n_threads, on_record=save,
+    )  # fmt: skip
+    for k, rec in zip(todo, done, strict=True):
+        records[k] = rec
     out: list[FeatureRecord] = []
     for rec, lab in zip(records, labs, strict=True):
         assert rec is not None

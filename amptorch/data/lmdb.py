@@ -58,8 +58,6 @@ def encode_record(record: FeatureRecord) -> bytes:
     entries, buffers, offset = [], [], 0
     for name, arr in record.to_arrays().items():
         a = np.asarray(arr)
-        if a.dtype == np.dtype(bool):
-            a = a.astype("|b1")
         a = np.asarray(
             a, dtype=a.dtype.newbyteorder("<"), order="C"
         )  # keeps 0-d (ascontiguousarray would not)
@@ -454,10 +452,6 @@ class LmdbDataset(Dataset):
         """Sorted atomic numbers present in all files."""
         return sorted({int(z) for m in self.metadatas for z in m.get("elements", [])})
 
-    @property
-    def descriptor_hash(self) -> str | None:
-        return self.metadata.get("descriptor_hash")
-
     def descriptor(self) -> Descriptor:
         """The descriptor the data were made with (rebuilt from the stored settings)."""
         from amptorch.descriptors import from_settings
@@ -514,8 +508,6 @@ def get_lmdb_dataset(
     lmdb_paths: str | os.PathLike | Sequence[str | os.PathLike], cache_type: str = "no"
 ) -> LmdbDataset:
     """The original's loader: ``cache_type`` "no" | "partial" | "full" (see :class:`LmdbDataset`)."""
-    if cache_type not in ("no", "partial", "full"):
-        raise InputError(f"cache: got {cache_type!r}; expected 'no', 'partial' or 'full'")
     return LmdbDataset(lmdb_paths, cache=cache_type)
 
 

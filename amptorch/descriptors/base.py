@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -155,19 +155,30 @@ class Descriptor(ABC):
         dtype=np.float64,
         workers: int | None = None,
         progress: bool = True,
+        indices: Sequence[int] | None = None,
+        n_threads: int = 1,
+        on_record: Callable[[int, FeatureRecord], None] | None = None,
     ) -> list[FeatureRecord]:
         """Fingerprints of many structures, ``workers`` at a time (threads; the kernel drops the GIL).
 
-        Errors name the structure's position in ``images``.
+        Args:
+            indices: the structures' numbers in error messages (default: positions in ``images``).
+            n_threads: OpenMP threads of each kernel call.
+            on_record: called as ``on_record(k, record)`` in the worker as each structure is done
+                (e.g. to write a cache file, so a killed run keeps what it finished).
         """
         images = list(images)
-        workers = workers or os.cpu_count() or 1
+        idx = list(range(len(images))) if indices is None else [int(i) for i in indices]
+        workers = min(workers or os.cpu_count() or 1, max(1, len(images)))
 
         def one(k: int) -> FeatureRecord:
-            return self.compute(images[k], derivatives, strain, dtype, n_threads=1, index=k)
+            rec = self.compute(images[k], derivatives, strain, dtype, n_threads=n_threads, index=idx[k])
+            if on_record is not None:
+                on_record(k, rec)
+            return rec
 
         bar = None
-        if progress:
+        if progress and images:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(images), desc=f"featurizing ({type(self).__name__})", unit="struct")

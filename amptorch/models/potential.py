@@ -145,15 +145,15 @@ class AtomisticModel(nn.Module):
         """
         if create_graph is None:
             create_graph = self.training
-        dtype, device = self._dtype_device()
-        batch = batch.to(device=device, dtype=dtype)
         if batch.features.shape[1] != self.n_features:
             raise InputError(
                 f"batch: {batch.features.shape[1]} features per atom; the model expects {self.n_features}"
             )
-        numbers = batch.numbers
+        numbers = batch.numbers  # checked before the move: no device sync
         if numbers.numel() and (int(numbers.min()) < 1 or int(numbers.max()) >= N_Z):
             raise InputError("batch.numbers: atomic numbers outside 1..118")
+        dtype, device = self._dtype_device()
+        batch = batch.to(device=device, dtype=dtype)
         n_struct = batch.n_structures
         outer_grad = torch.is_grad_enabled()
         want_grad = forces or stress

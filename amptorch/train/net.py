@@ -9,6 +9,8 @@ same forward passes that produce the loss, so scoring costs nothing extra.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from skorch import NeuralNet
@@ -78,7 +80,7 @@ class AtomsNet(NeuralNet):
         self._acc = {True: _Accumulator(), False: _Accumulator()}
 
     def infer(self, x: Batch, **fit_params):
-        x = x.to(self.device, self.dtype)
+        # the model moves and casts the batch itself
         return self.module_(x, forces=self.forces, stress=self.stress, create_graph=self.module_.training)
 
     def evaluation_step(self, batch, training=False):
@@ -91,7 +93,8 @@ class AtomsNet(NeuralNet):
         return {k: v.detach() for k, v in out.items()}
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        y_true = y_true.to(self.device)
+        # only the targets need to travel: the inputs (features, dfeat) were moved by the forward pass
+        y_true = replace(y_true, pair_i=None, pair_j=None, dfeat=None, dfeat_strain=None).to(self.device)
         acc = self._acc[bool(training)]
         n = y_true.n_atoms.to(y_pred["energy"].dtype)
         acc.add("energy", (y_pred["energy"].detach() - y_true.energy.to(n.dtype)) / n)

@@ -32,7 +32,7 @@ from amptorch.data import (
     train_val_split,
 )
 from amptorch.data.dataset import RecordView
-from amptorch.descriptors import GMP, Descriptor, GaussianSF, from_settings
+from amptorch.descriptors import GMP, Descriptor, GaussianSF
 from amptorch.errors import InputError
 from amptorch.models import AtomisticModel, build_model
 from amptorch.train.callbacks import BestWeights, CSVLog
@@ -151,9 +151,8 @@ class AtomsTrainer:
         stress = self.config.optim.stress_coefficient > 0
         if raw_data is None and ds.raw_data is None and ds.lmdb_path:
             data = get_lmdb_dataset(ds.lmdb_path, ds.cache)
-            descriptor = from_settings(data.metadata["descriptor"])
-            # the LMDB metadata holds atomic numbers; the rest of training uses symbols
-            elements = [chemical_symbols[e] if isinstance(e, int) else e for e in data.metadata["elements"]]
+            # the LMDB holds atomic numbers; the rest of training uses symbols
+            descriptor, elements = data.descriptor(), [chemical_symbols[z] for z in data.elements]
             return data, descriptor, elements
         source = raw_data if raw_data is not None else ds.raw_data
         if source is None:
@@ -176,8 +175,7 @@ class AtomsTrainer:
 
         m = self.config.model
         sc = self.config.dataset.scaling
-        scaler = FeatureScaler(kind=sc["type"], range=sc["range"], elementwise=sc["elementwise"],
-                               threshold=sc["threshold"]).fit(train_records)  # fmt: skip
+        scaler = FeatureScaler.from_config(sc).fit(train_records)
         baseline = EnergyBaseline().fit(train_records)
         options = {
             "elements": sorted(atomic_numbers[e] for e in elements),
