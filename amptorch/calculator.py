@@ -7,10 +7,19 @@
 Units: energy eV, forces eV/Å, stress eV/Å^3 (Voigt xx yy zz yz xz xy, ASE's sign).
 
 Between MD or relaxation steps the calculator keeps the model on its device,
-reads no file and re-validates nothing; each call builds the neighbour list
-(vesin, inside ``descriptor.compute``), computes the fingerprints with their
-position derivatives, and runs one forward + one backward pass. Strain
-derivatives (stress) are computed only when stress is asked for.
+reads no file and re-validates nothing. Two paths:
+
+* GMP on solid harmonics (the default fingerprint): the fused path
+  (``descriptors/gmp_inference.py``). The kernel computes the features from a
+  half neighbour list (vesin, kept between calls with a Verlet ``skin``), the
+  network gives dE/dfeatures by one backward pass, and a second kernel pass
+  turns them into forces and the virial. No (pairs, F, 3) derivative array is
+  made; stress costs nothing extra and comes with every call on a periodic cell.
+* Any other descriptor (Gaussian SF, GMP without solid harmonics): the
+  training path. ``descriptor.compute`` builds the full neighbour list with
+  vesin and the derivative blocks, and the model's autograd path gives forces;
+  strain derivatives (stress) are computed from the first call that asks for
+  stress on.
 
 Elements the model never saw: a BPNN has no network for them and a SingleNN
 with ``element_outputs`` no output layer, so both are refused (InputError). A
@@ -24,6 +33,7 @@ baseline to 0 eV/atom), so the accuracy is unknown.
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +41,7 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from amptorch.data.batch import collate
+from amptorch.descriptors.gmp_inference import GMPInference
 from amptorch.errors import InputError
 from amptorch.train.checkpoint import TrainedPotential
 
@@ -66,25 +77,47 @@ class AmpTorchCalculator(Calculator):
         n_threads: threads of the fingerprint kernel (OpenMP) and of torch during each call
             (0: leave both at their defaults). ``n_threads=1`` is fastest for small cells
             and on a busy machine; torch's global thread count is restored after each call.
+        skin: Verlet skin (Å) of the fused path's neighbour list: the list holds pairs
+            within cutoff + skin and is rebuilt only when an atom has moved more than
+            skin / 2 or the cell, pbc or number of atoms changed; 0 rebuilds every call.
+            Results do not depend on it (up to round-off).
+        fused: use the fused path where the descriptor has one; False takes the
+            training path (slower; for cross-checks).
         kwargs: passed to ase's Calculator (e.g. ``label``).
 
     ``stress`` of a structure that is not periodic along all three axes
-    raises ase's PropertyNotImplementedError (there is no volume). Stress
-    costs the strain derivatives: it is computed from the first call that
-    asks for it on, and with every later call (NPT asks for it every step).
+    raises ase's PropertyNotImplementedError (there is no volume). On the
+    fused path stress comes with every call on a periodic cell; on the
+    training path it costs the strain derivatives and is computed from the
+    first call that asks for it on (NPT asks for it every step).
+
+    Attributes:
+        inference: the fused-path kernel (GMPInference), or None where the
+            descriptor has no fused path.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
     default_parameters: dict = {}
     nolabel = True
 
-    def __init__(self, model, device: str | torch.device | None = None, n_threads: int = 0, **kwargs):
+    def __init__(
+        self,
+        model,
+        device: str | torch.device | None = None,
+        n_threads: int = 0,
+        skin: float = 0.5,
+        fused: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 0:
             raise InputError(f"n_threads: got {n_threads!r}; expected an integer >= 0 (0: the defaults)")
         self.potential = as_potential(model, device)
         self.potential.model.eval()
         self.n_threads = int(n_threads)
+        desc = self.potential.descriptor
+        self.inference = GMPInference(desc, skin) if fused and GMPInference.supports(desc) else None
+        self._numbers: tuple[np.ndarray, torch.Tensor] | None = None  # (Z, Z on the model's device)
         self._np_dtype = np.float32 if self.potential.dtype == torch.float32 else np.float64
         net = self.potential.network
         # only GMP describes any element (through its density); Gaussian SF have channels per element
@@ -128,7 +161,7 @@ class AmpTorchCalculator(Calculator):
 
     # -- the ASE hook -----------------------------------------------------------
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
-        """Energy (eV), per-atom energies (eV) and forces (eV/Å); stress (eV/Å^3) only when asked."""
+        """Energy (eV), per-atom energies (eV) and forces (eV/Å); stress (eV/Å^3) on periodic cells."""
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms  # a copy without a calculator: no stale labels read into the record
         periodic = bool(atoms.pbc.all())
@@ -138,33 +171,68 @@ class AmpTorchCalculator(Calculator):
                     "stress: the structure is not periodic along all three axes; expected a periodic cell"
                 )
             self._stress_asked = True
-        # once stress was asked for, compute it with every call: ASE asks for forces, energy and stress
-        # one after another at the same positions, and a separate stress call would redo all the work
-        want_stress = periodic and self._stress_asked
         self._check_elements(atoms.numbers)
+        with self._threads():
+            if self.inference is not None:
+                energies, forces, stress = self._fused(atoms, periodic)
+            else:
+                # once stress was asked for, compute it with every call: ASE asks for forces, energy and
+                # stress one after another at the same positions, and a separate call would redo all the work
+                energies, forces, stress = self._recorded(atoms, periodic and self._stress_asked)
+        self.results = {
+            "energy": float(energies.sum()),
+            "free_energy": float(energies.sum()),
+            "energies": energies,
+            "forces": forces,
+        }
+        if stress is not None:
+            self.results["stress"] = stress
+
+    @contextmanager
+    def _threads(self):
+        """Run torch on ``n_threads`` threads, restoring its global count afterwards."""
         # the kernel's OpenMP setting is process-wide in effect (torch shares the OpenMP runtime):
         # read torch's thread count first and restore it after the call
         torch_threads = torch.get_num_threads()
         try:
-            rec = self.potential.descriptor.compute(
-                atoms, derivatives=True, strain=want_stress, dtype=self._np_dtype, n_threads=self.n_threads
-            )
-            if self.n_threads > 0 and torch.get_num_threads() != self.n_threads:
+            if self.n_threads > 0 and torch_threads != self.n_threads:
                 torch.set_num_threads(self.n_threads)
-            with torch.no_grad():
-                out = self.potential.model(collate([rec]), forces=True, stress=want_stress, create_graph=False)
+            yield
         finally:
             if torch.get_num_threads() != torch_threads:
                 torch.set_num_threads(torch_threads)
-        energy = float(out["energy"][0])
-        self.results = {
-            "energy": energy,
-            "free_energy": energy,
-            "energies": out["energies"].to("cpu", torch.float64).numpy(),
-            "forces": out["forces"].to("cpu", torch.float64).numpy(),
-        }
-        if want_stress:
-            self.results["stress"] = out["stress"][0].to("cpu", torch.float64).numpy()
+
+    def _fused(self, atoms, periodic: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """GMP features -> energies -> dE/dfeatures -> forces and virial (see the module docstring)."""
+        pot = self.potential
+        feats = self.inference.features(atoms, self.n_threads)  # (n, F) float64
+        if self._numbers is None or not np.array_equal(self._numbers[0], atoms.numbers):
+            self._numbers = (atoms.numbers.copy(), torch.as_tensor(atoms.numbers, dtype=torch.long, device=pot.device))
+        x = torch.from_numpy(feats).to(device=pot.device, dtype=pot.dtype).requires_grad_(True)
+        with torch.enable_grad():
+            energies, _ = pot.model.atomic_energies(x, self._numbers[1])  # (n,) eV
+            (dEdG,) = torch.autograd.grad(energies.sum(), x)  # (n, F)
+        forces, virial = self.inference.forces(dEdG.to("cpu", torch.float64).numpy(), self.n_threads)
+        stress = None
+        if periodic:
+            s = virial / atoms.get_volume()
+            s = 0.5 * (s + s.T)
+            stress = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]  # Voigt xx yy zz yz xz xy
+        return energies.detach().to("cpu", torch.float64).numpy(), forces, stress
+
+    def _recorded(self, atoms, want_stress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The training path: a FeatureRecord with derivative blocks through the model's autograd path."""
+        rec = self.potential.descriptor.compute(
+            atoms, derivatives=True, strain=want_stress, dtype=self._np_dtype, n_threads=self.n_threads
+        )
+        with torch.no_grad():
+            out = self.potential.model(collate([rec]), forces=True, stress=want_stress, create_graph=False)
+        stress = out["stress"][0].to("cpu", torch.float64).numpy() if want_stress else None
+        return (
+            out["energies"].to("cpu", torch.float64).numpy(),
+            out["forces"].to("cpu", torch.float64).numpy(),
+            stress,
+        )
 
 
 class AmpTorch(AmpTorchCalculator):

@@ -11,14 +11,21 @@ checkpoint. Cells: fcc Cu 3x3x3 (108 atoms) and 6x6x6 (864 atoms), rattled
 0.05 Å.
 
 Rows: one energy+forces call and one energy+forces+stress call (median and
-minimum of repeats, positions moved each call so nothing is cached; EMT
-always computes energy, forces and stress together), with 1 thread
-(``n_threads=1`` and ``torch.set_num_threads(1)``) and 2 threads; MD steps per
-second (velocity Verlet, 1 fs); EMT on the same cell in the same run, and the
-ratio. Then where the time of one 1-thread call goes: neighbour list
-(vesin + sorting into pair blocks), fingerprint kernel (C++), Batch
-building, torch forward + backward, the rest (ASE bookkeeping, structure and
-element checks, the FeatureRecord).
+minimum of repeats; EMT always computes energy, forces and stress together),
+with 1 thread (``n_threads=1`` and ``torch.set_num_threads(1)``) and 2
+threads; MD steps per second (velocity Verlet, 1 fs); EMT on the same cell in
+the same run, and the ratio. Each timed call moves one atom by 1e-6 Å, so
+ASE recomputes and, on the fused path, the Verlet list (skin 0.5 Å) is
+reused, as between MD steps; the "new list" column uses ``skin=0`` (vesin
+runs every call, as after a large move). Models: float64, a float32 copy,
+and the float64 model on the training path (``fused=False``: derivative
+blocks from ``descriptor.compute`` through the model's autograd path, the
+calculator before the fused path existed).
+
+Then where the time of one 1-thread fused call goes: vesin half list (only
+when rebuilt), features pass (C++), torch forward + backward to
+dE/dfeatures, force pass (C++), the rest (ASE bookkeeping, structure and
+element checks).
 """
 
 from __future__ import annotations
@@ -39,9 +46,8 @@ from ase.md.velocitydistribution import Stationary
 from ase.md.verlet import VelocityVerlet
 
 from amptorch.calculator import AmpTorchCalculator
-from amptorch.data.batch import collate
 from amptorch.demo import demo_config, make_cu_emt
-from amptorch.descriptors.neighbors import neighbor_entries
+from amptorch.descriptors.neighbors import VerletPairs
 from amptorch.models import AtomisticModel, build_model
 from amptorch.train import AtomsTrainer, TrainedPotential
 
@@ -107,40 +113,36 @@ def md_rate(calc, atoms, steps: int) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-def breakdown(pot: TrainedPotential, atoms, stress: bool, repeats: int) -> dict[str, float]:
-    """Minimum milliseconds of each stage of one 1-thread call (and of the whole call through ASE)."""
-    desc = pot.descriptor
-    dtype = np.float32 if pot.dtype == torch.float32 else np.float64
-    stages: dict[str, list[float]] = {"neighbour list": [], "fingerprint kernel": [], "Batch": [], "torch": []}
+def breakdown(pot: TrainedPotential, atoms, repeats: int) -> dict[str, float]:
+    """Minimum milliseconds of each stage of one 1-thread fused call (and of the whole call through ASE)."""
     clock = time.perf_counter
     calc = AmpTorchCalculator(pot, n_threads=1)
+    inf = calc.inference
     a = atoms.copy()
     a.calc = calc
-    stages["total"] = []
-    numbers = atoms.numbers.astype(np.int64)
-    rec = desc.compute(atoms, derivatives=True, strain=stress, dtype=dtype, n_threads=1)
+    numbers = torch.as_tensor(atoms.numbers, dtype=torch.long)
+    fresh = VerletPairs(pot.descriptor.cutoff, inf.pairs.skin)
+    stages: dict[str, list[float]] = {k: [] for k in ("vesin", "features", "torch", "forces", "total")}
     for k in range(repeats + 2):
         t0 = clock()
-        nl = neighbor_entries(atoms.positions, atoms.cell.array, atoms.pbc, desc.cutoff)
+        fresh._ref = None  # force a rebuild
+        fresh.update(atoms.positions, atoms.cell.array, atoms.pbc)
         t1 = clock()
-        desc._kernel(numbers, nl, True, stress, dtype == np.float32, 1, None)
+        feats = inf.features(atoms, 1)
         t2 = clock()
-        batch = collate([rec])
+        x = torch.from_numpy(feats).to(pot.dtype).requires_grad_(True)
+        energies, _ = pot.model.atomic_energies(x, numbers)
+        (g,) = torch.autograd.grad(energies.sum(), x)
         t3 = clock()
-        with torch.no_grad():
-            pot.model(batch, forces=True, stress=stress, create_graph=False)
+        inf.forces(g.double().numpy(), 1)
         t4 = clock()
         a.positions[0, 0] += 1e-6 * (-1) ** k
         a.get_forces()
-        if stress:
-            a.get_stress()
+        a.get_stress()
         t5 = clock()
         if k >= 2:
-            stages["neighbour list"].append(t1 - t0)
-            stages["fingerprint kernel"].append(t2 - t1)
-            stages["Batch"].append(t3 - t2)
-            stages["torch"].append(t4 - t3)
-            stages["total"].append(t5 - t4)
+            for key, t in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+                stages[key].append(t)
     return {k: 1000 * min(v) for k, v in stages.items()}
 
 
@@ -160,9 +162,11 @@ def main() -> None:
           f"cutoff {pot64.descriptor.cutoff} Å")  # fmt: skip
     print("# ms: median / min wall-clock milliseconds of one call (min: least disturbed by other load)")
     print()
-    print("| atoms | threads | model | E+F ms | E+F+S ms | EMT ms | E+F / EMT (min) | MD steps/s | EMT MD steps/s |")
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("| atoms | threads | model | E+F ms | E+F ms, new list | E+F+S ms | EMT ms | E+F / EMT (min) "
+          "| MD steps/s | EMT MD steps/s |")  # fmt: skip
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     default_threads = torch.get_num_threads()
+    models = (("float64", pot64, True), ("float32", pot32, True), ("float64, training path", pot64, False))
     for reps in args.sizes:
         atoms = cell(reps)
         n = len(atoms)
@@ -172,24 +176,29 @@ def main() -> None:
             torch.set_num_threads(threads)
             t_emt = latency(EMT(), atoms, False, reps_n)
             md_emt = md_rate(EMT(), atoms, md_steps)
-            for label, pot in (("float64", pot64), ("float32", pot32)):
-                t_ef = latency(AmpTorchCalculator(pot, n_threads=threads), atoms, False, reps_n)
-                t_efs = latency(AmpTorchCalculator(pot, n_threads=threads), atoms, True, reps_n)
-                md = md_rate(AmpTorchCalculator(pot, n_threads=threads), atoms, md_steps)
-                cols = [f"{1000 * t[0]:.1f} / {1000 * t[1]:.1f}" for t in (t_ef, t_efs, t_emt)]
+            for label, pot, fused in models:
+                def calc(skin: float = 0.5, pot=pot, fused=fused, threads=threads):
+                    return AmpTorchCalculator(pot, n_threads=threads, skin=skin, fused=fused)
+
+                t_ef = latency(calc(), atoms, False, reps_n)
+                t_new = latency(calc(skin=0.0), atoms, False, reps_n) if fused else None
+                t_efs = latency(calc(), atoms, True, reps_n)
+                md = md_rate(calc(), atoms, md_steps)
+                cols = [f"{1000 * t[0]:.1f} / {1000 * t[1]:.1f}" if t else "–" for t in (t_ef, t_new, t_efs, t_emt)]
                 print(f"| {n} | {threads} | {label} | " + " | ".join(cols) +
-                      f" | {t_ef[1] / t_emt[1]:.1f} | {md:.1f} | {md_emt:.1f} |", flush=True)  # fmt: skip
+                      f" | {t_ef[1] / t_emt[1]:.2f} | {md:.1f} | {md_emt:.1f} |", flush=True)  # fmt: skip
     torch.set_num_threads(1)
     print()
-    print("where one 1-thread energy+forces+stress call goes (min ms, float64):")
+    print("where one 1-thread energy+forces+stress call goes on the fused path (min ms, float64):")
     print()
-    print("| atoms | neighbour list | fingerprint kernel | Batch | torch fwd+bwd | rest (ASE, record) | total |")
+    print("| atoms | vesin half list (when rebuilt) | features pass | torch fwd+bwd | force pass "
+          "| rest (ASE, checks) | total, list reused |")  # fmt: skip
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for reps in args.sizes:
         atoms = cell(reps)
-        parts = breakdown(pot64, atoms, True, max(5, repeats * 108 // len(atoms)))
+        parts = breakdown(pot64, atoms, max(5, repeats * 108 // len(atoms)))
         total = parts.pop("total")
-        rest = total - sum(parts.values())
+        rest = total - sum(v for k, v in parts.items() if k != "vesin")
         print(f"| {len(atoms)} | " + " | ".join(f"{v:.2f}" for v in parts.values()) + f" | {rest:.2f} | {total:.2f} |")
     torch.set_num_threads(default_threads)
 

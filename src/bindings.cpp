@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 
 #include "gmp.hpp"
+#include "gmp_infer.hpp"
 #include "gsf.hpp"
 
 namespace py = pybind11;
@@ -120,12 +121,81 @@ py::tuple gsf(const IArr& species, const IArr& estart, const IArr& ej, const DAr
                        [&](const Output<double>& o) { gsf_compute<double>(en, sp, p, o, derivatives, n_threads); });
 }
 
+
+// GMPInference: the calculator's two-pass kernel (see gmp_infer.hpp).
+std::unique_ptr<GMPInference> make_inference(const DArr& sigma_alpha, const IArr& probe_sigma,
+                                             const IArr& probe_order, const DArr& probe_amp,
+                                             const IArr& comp_start, const DArr& comp_weight,
+                                             const IArr& comp_poly, const IArr& poly_start,
+                                             const DArr& mono_coef, const IArr& mono_pow, int max_power,
+                                             bool square, bool include_self, int cutoff_kind, double rc,
+                                             double gamma, bool tabulate) {
+    auto vec = [](const auto& a) { return std::vector<std::decay_t<decltype(*a.data())>>(a.data(), a.data() + a.size()); };
+    GMPTables t;
+    t.sigma_alpha = vec(sigma_alpha);
+    t.probe_sigma = vec(probe_sigma);
+    t.probe_order = vec(probe_order);
+    t.probe_amp = vec(probe_amp);
+    t.comp_start = vec(comp_start);
+    t.comp_weight = vec(comp_weight);
+    t.comp_poly = vec(comp_poly);
+    t.poly_start = vec(poly_start);
+    t.mono_coef = vec(mono_coef);
+    t.mono_pow = vec(mono_pow);
+    t.max_power = max_power;
+    t.square = square;
+    t.include_self = include_self;
+    t.cutoff = Cutoff{cutoff_kind, rc, gamma};
+    return std::make_unique<GMPInference>(std::move(t), tabulate);
+}
+
+// (features (n, F) float64, closest pair index or -1, its r^2 in Å^2)
+py::tuple inference_features(GMPInference& self, const IArr& species, const IArr& gstart, const DArr& gB,
+                             const DArr& gbeta, const DArr& positions, const DArr& cell, const IArr& pi,
+                             const IArr& pj, const IArr& shift, int n_threads) {
+    const int64_t n = species.size();
+    const int64_t n_species = gstart.size() - 1;
+    if (positions.size() != 3 * n) throw std::invalid_argument("positions must be (n_atoms, 3)");
+    if (cell.size() != 9) throw std::invalid_argument("cell must be (3, 3)");
+    if (pj.size() != pi.size() || shift.size() != 3 * pi.size())
+        throw std::invalid_argument("pair arrays have inconsistent lengths");
+    if (n_species < 1 || gB.size() != gstart.data()[n_species] || gbeta.size() != gB.size())
+        throw std::invalid_argument("density arrays have inconsistent lengths");
+    py::array_t<double> feat({n, self.n_features()});
+    HalfPairs hp{static_cast<int64_t>(pi.size()), pi.data(), pj.data(), shift.data()};
+    std::pair<int64_t, double> closest;
+    {
+        py::gil_scoped_release release;
+        closest = self.features(n, species.data(), gstart.data(), n_species, gB.data(), gbeta.data(),
+                                positions.data(), cell.data(), hp, feat.mutable_data(), n_threads);
+    }
+    return py::make_tuple(feat, closest.first, closest.second);
+}
+
+// (forces (n, 3) eV/Å, virial dE/dstrain (3, 3) eV)
+py::tuple inference_forces(GMPInference& self, const DArr& dEdG, int n_threads) {
+    const int64_t n = self.n_atoms();
+    if (n < 0) throw std::logic_error("forces() called before features()");
+    if (dEdG.size() != n * self.n_features()) throw std::invalid_argument("dEdG must be (n_atoms, n_features)");
+    py::array_t<double> forces({n, int64_t(3)}), virial({int64_t(3), int64_t(3)});
+    {
+        py::gil_scoped_release release;
+        self.forces(dEdG.data(), forces.mutable_data(), virial.mutable_data(), n_threads);
+    }
+    return py::make_tuple(forces, virial);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "amptorch C++ fingerprint kernels (GMP, Gaussian symmetry functions)";
     m.def("gmp", &gmp);
     m.def("gsf", &gsf);
+    py::class_<GMPInference>(m, "GMPInference")
+        .def(py::init(&make_inference))
+        .def("features", &inference_features)
+        .def("forces", &inference_forces)
+        .def_property_readonly("table_spacing", &GMPInference::table_spacing);
     m.def("openmp", []() {
 #ifdef _OPENMP
         return true;

@@ -1,5 +1,7 @@
 #include "gmp.hpp"
 
+#include "gmp_terms.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -28,39 +30,6 @@ inline void moments(double u, double lam, double var, int K, double* P, double* 
     }
 }
 
-// Powers u^k (k = 0..K) and their derivatives k u^(k-1).
-inline void powers(double u, int K, double* P, double* dP) {
-    P[0] = 1.0;
-    dP[0] = 0.0;
-    for (int k = 1; k <= K; ++k) {
-        P[k] = P[k - 1] * u;
-        dP[k] = k * P[k - 1];
-    }
-}
-
-// Polynomial q from per-axis tables: value and gradient (gradient only if g).
-inline double poly_eval(const GMPParams& prm, int64_t q, const double* Px, const double* Py, const double* Pz,
-                        const double* dPx, const double* dPy, const double* dPz, double* g) {
-    double v = 0.0, gx = 0.0, gy = 0.0, gz = 0.0;
-    for (int64_t m = prm.poly_start[q]; m < prm.poly_start[q + 1]; ++m) {
-        const int64_t* pw = prm.mono_pow + 3 * m;
-        const double cf = prm.mono_coef[m];
-        const double a = Px[pw[0]], b = Py[pw[1]], c = Pz[pw[2]];
-        v += cf * a * b * c;
-        if (g) {
-            gx += cf * dPx[pw[0]] * b * c;
-            gy += cf * a * dPy[pw[1]] * c;
-            gz += cf * a * b * dPz[pw[2]];
-        }
-    }
-    if (g) {
-        g[0] = gx;
-        g[1] = gy;
-        g[2] = gz;
-    }
-    return v;
-}
-
 }  // namespace
 
 template <typename T>
@@ -84,19 +53,10 @@ void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm
     }
     const bool grad = derivatives || out.dfeat_strain;
 
-    // Per (density Gaussian, width): prefactor B (pi/gam)^1.5, lam = beta/gam
-    // and the exponent alpha lam, so the inner loop needs one exp.
     int64_t n_species = 0;
     for (int64_t i = 0; i < en.n_atoms; ++i) n_species = std::max(n_species, species[i] + 1);
-    const int64_t NG = prm.gstart[n_species];
-    std::vector<double> pref(NG * prm.n_sigma), glam(NG * prm.n_sigma), gexp(NG * prm.n_sigma);
-    for (int64_t gq = 0; gq < NG; ++gq)
-        for (int64_t sg = 0; sg < prm.n_sigma; ++sg) {
-            const double alpha = prm.sigma_alpha[sg], beta = prm.gbeta[gq], gam = alpha + beta;
-            pref[gq * prm.n_sigma + sg] = prm.gB[gq] * std::pow(kPi / gam, 1.5);
-            glam[gq * prm.n_sigma + sg] = beta / gam;
-            gexp[gq * prm.n_sigma + sg] = alpha * beta / gam;
-        }
+    const RadialConstants radial(prm, n_species);
+    const std::vector<double>&pref = radial.pref, &glam = radial.glam, &gexp = radial.gexp;
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(team_size(n_threads))
@@ -105,7 +65,7 @@ void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm
         std::vector<double> M(C), dM, g(grad ? F * 3 : 0), dS(C);
         std::vector<double> Px(K + 1), Py(K + 1), Pz(K + 1), dPx(K + 1), dPy(K + 1), dPz(K + 1);
         const int64_t NR = (K + 1) * prm.n_sigma;
-        std::vector<double> S(Q), dSq(Q * 3), Rn(NR), Rr(NR), Rcache;
+        std::vector<double> S(Q), dSq(Q * 3), Rn(NR), Rr(NR), Rcache, Rtmp(radial.scratch(n_species));
         std::vector<char> live;  // harmonic path: image e0 + k was kept in pass 1
 
         // Neighbour image e of centre i (e < e0: the centre itself at d = 0).
@@ -124,39 +84,7 @@ void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm
             im.s = species[self ? i : en.ej[e]];
             return !(im.fc == 0.0 && im.dfc == 0.0);
         };
-        // harmonic path: S_q(d) (and gradients) once per image ...
-        auto angular = [&](const Image& im, bool with_grad) {
-            powers(im.d[0], K, Px.data(), dPx.data());
-            powers(im.d[1], K, Py.data(), dPy.data());
-            powers(im.d[2], K, Pz.data(), dPz.data());
-            for (int64_t q = 0; q < Q; ++q)
-                S[q] = poly_eval(prm, q, Px.data(), Py.data(), Pz.data(), dPx.data(), dPy.data(), dPz.data(),
-                                 with_grad ? &dSq[3 * q] : nullptr);
-        };
-        // ... and radial sums R_n = sum_g t_g fc lam_g^n, Rr_n = (dR_n/dr) / r per width
-        auto radial = [&](const Image& im) {
-            std::fill(Rn.begin(), Rn.end(), 0.0);
-            std::fill(Rr.begin(), Rr.end(), 0.0);
-            for (int64_t sg = 0; sg < prm.n_sigma; ++sg) {
-                if (by_sigma[sg].empty()) continue;
-                double* rn = &Rn[sg * (K + 1)];
-                double* rr = &Rr[sg * (K + 1)];
-                for (int64_t gq = prm.gstart[im.s]; gq < prm.gstart[im.s + 1]; ++gq) {
-                    const int64_t k = gq * prm.n_sigma + sg;
-                    const double lam = glam[k];
-                    const double t = pref[k] * std::exp(-gexp[k] * im.r2);
-                    const double tf = t * im.fc;
-                    double rad = -2.0 * gexp[k] * tf;
-                    if (im.dfc != 0.0 && im.r > 0.0) rad += t * im.dfc / im.r;
-                    double lp = 1.0;
-                    for (int n = 0; n <= K; ++n) {
-                        rn[n] += tf * lp;
-                        rr[n] += rad * lp;
-                        lp *= lam;
-                    }
-                }
-            }
-        };
+        Angular ang(K);
 
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 4)
@@ -179,8 +107,8 @@ void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm
                 if (!image(i, e, e0, im)) continue;
                 if (prm.harmonic) {
                     const bool cache = grad && e >= e0;
-                    angular(im, cache);
-                    radial(im);
+                    ang.eval(prm, im.d, S.data(), cache ? dSq.data() : nullptr);
+                    radial.eval(im.s, im.r2, im.r, im.fc, im.dfc, Rn.data(), cache ? Rr.data() : nullptr, Rtmp.data());
                     if (cache) {
                         live[e - e0] = 1;
                         double* rc = &Rcache[static_cast<size_t>(e - e0) * per_image];
@@ -205,7 +133,7 @@ void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm
                         const int64_t k = gq * prm.n_sigma + sg;
                         const double lam = glam[k];
                         const double var = 0.5 * lam / prm.gbeta[gq];  // 1 / (2 gam)
-                        const double t = pref[k] * std::exp(-gexp[k] * im.r2);
+                        const double t = pref[k] * exp_neg(-gexp[k] * im.r2);
                         const double tf = t * im.fc;
                         double rad = -2.0 * gexp[k] * tf;
                         if (im.dfc != 0.0 && im.r > 0.0) rad += t * im.dfc / im.r;
@@ -234,25 +162,7 @@ void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm
                     }
                 }
             }
-            // features and d feature / d M_c
-            T* feat = out.features + i * F;
-            for (int64_t p = 0; p < F; ++p) {
-                double sum = 0.0;
-                for (int64_t c = prm.comp_start[p]; c < prm.comp_start[p + 1]; ++c)
-                    sum += prm.comp_weight[c] * M[c] * M[c];
-                double scale = 2.0;
-                if (prm.square) {
-                    feat[p] = static_cast<T>(sum);
-                } else {
-                    const double root = std::sqrt(sum);
-                    feat[p] = static_cast<T>(root);
-                    // d sqrt(S) = dS / (2 sqrt(S)); at S = 0 every M_c is 0 and
-                    // the one-sided derivative is taken as 0.
-                    scale = root > 0.0 ? 1.0 / root : 0.0;
-                }
-                for (int64_t c = prm.comp_start[p]; c < prm.comp_start[p + 1]; ++c)
-                    dS[c] = scale * prm.comp_weight[c] * M[c];
-            }
+            features_from_moments(prm, M.data(), out.features + i * F, dS.data());
             if (!grad) continue;
             // gradient of every feature with respect to each image's displacement
             for (int64_t e = e0; e < e1; ++e) {

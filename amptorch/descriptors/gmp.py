@@ -245,21 +245,35 @@ class GMP(Descriptor):
                     "or densities={...} for it"
                 )
 
-    def _kernel(self, numbers, nl: NeighborEntries, derivatives, strain, float32, n_threads, index):
-        from amptorch import _core
+    def species_densities(self, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The kernels' density arrays for a structure's atoms.
 
+        Returns:
+            species (n,) index of each atom's element, gstart (S + 1,) its
+            Gaussians are gB[gstart[s]:gstart[s+1]], gB (G,) and gbeta (G,)
+            (amplitude and exponent Å^-2 of each Gaussian).
+        """
         uniq, species = species_index(numbers)
         gs = [self.density(int(z)) for z in uniq]
         gstart = np.zeros(len(gs) + 1, dtype=np.int64)
         np.cumsum([len(g) for g in gs], out=gstart[1:])
         flat = np.array([row for g in gs for row in g], dtype=np.float64).reshape(-1, 2)
+        return species, gstart, np.ascontiguousarray(flat[:, 0]), np.ascontiguousarray(flat[:, 1])
+
+    @property
+    def max_order(self) -> int:
+        return int(max(p[0] for p in self.probes))
+
+    def _kernel(self, numbers, nl: NeighborEntries, derivatives, strain, float32, n_threads, index):
+        from amptorch import _core
+
+        species, gstart, gB, gbeta = self.species_densities(numbers)
         t = self._tables
-        max_power = int(max(p[0] for p in self.probes))
         return _core.gmp(
             species, nl.estart, nl.ej, nl.ed, nl.epair, len(nl.pair_i),
-            gstart, flat[:, 0].copy(), flat[:, 1].copy(),
+            gstart, gB, gbeta,
             t["sigma_alpha"], t["probe_sigma"], t["probe_order"], t["probe_amp"], t["comp_start"],
-            t["comp_weight"], t["comp_poly"], t["poly_start"], t["mono_coef"], t["mono_pow"], max_power,
+            t["comp_weight"], t["comp_poly"], t["poly_start"], t["mono_coef"], t["mono_pow"], self.max_order,
             self.solid_harmonics, self.square, True,
             SMOOTH_CUTOFFS[self.smooth_cutoff], self._cutoff, self.cutoff_gamma,
             derivatives, strain, float32, n_threads,

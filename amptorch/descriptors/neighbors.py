@@ -91,6 +91,24 @@ def _box(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float
     return box
 
 
+def too_close(i: int, j: int, r2: float, index: int | None) -> InputError:
+    """The error for atoms i and j (or i and its own image) at r2 < MIN_DISTANCE^2 (Å^2)."""
+    what = (
+        f"atom {i} is {np.sqrt(r2):.3g} Å from its own periodic image"
+        if i == j
+        else f"atoms {i} and {j} are {np.sqrt(r2):.3g} Å apart"
+    )
+    return InputError(f"{where(index)}positions: {what}; expected at least {MIN_DISTANCE} Å")
+
+
+def _vesin(positions, cell, pbc, cutoff: float, full_list: bool, quantities: str):
+    """vesin's neighbour list on a box it accepts (see ``_box``); quantities as vesin names them."""
+    box = _box(positions, cell, pbc, cutoff)
+    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=full_list)
+    periodic = pbc.tolist() if pbc.any() else False
+    return nl.compute(points=positions, box=box, periodic=periodic, quantities=quantities)
+
+
 def neighbor_entries(
     positions: np.ndarray,
     cell: np.ndarray,
@@ -115,10 +133,7 @@ def neighbor_entries(
     pbc = np.asarray(pbc, dtype=bool).reshape(3)
     check_structure(positions, cell, pbc, index)
     n = positions.shape[0]
-    box = _box(positions, cell, pbc, cutoff)
-    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
-    periodic = pbc.tolist() if pbc.any() else False
-    i, j, d = nl.compute(points=positions, box=box, periodic=periodic, quantities="ijD")
+    i, j, d = _vesin(positions, cell, pbc, cutoff, full_list=True, quantities="ijD")
     # d = r_j - r_i + S.box; S is zero along padded (non-periodic) axes, so
     # this is the displacement in the true cell
     i = i.astype(np.int64)
@@ -130,12 +145,7 @@ def neighbor_entries(
         i, j, d, r2 = i[keep], j[keep], d[keep], r2[keep]
     if len(r2) and r2.min() < MIN_DISTANCE**2:
         k = int(np.argmin(r2))
-        what = (
-            f"atom {int(i[k])} is {np.sqrt(r2[k]):.3g} Å from its own periodic image"
-            if i[k] == j[k]
-            else f"atoms {int(i[k])} and {int(j[k])} are {np.sqrt(r2[k]):.3g} Å apart"
-        )
-        raise InputError(f"{where(index)}positions: {what}; expected at least {MIN_DISTANCE} Å")
+        raise too_close(int(i[k]), int(j[k]), float(r2[k]), index)
     order = np.argsort(i * n + j, kind="stable")
     i, j, d = i[order], j[order], np.ascontiguousarray(d[order])
     estart = np.zeros(n + 1, dtype=np.int64)
@@ -153,3 +163,62 @@ def neighbor_entries(
         pair_i=i[new_pair],
         pair_j=j[new_pair],
     )
+
+
+class VerletPairs:
+    """Half neighbour list (each pair of images once) with a skin, reused between MD steps.
+
+    The list holds every pair within ``cutoff + skin`` when it is built, so
+    it still holds every pair within ``cutoff`` until some atom has moved
+    more than ``skin / 2`` (Verlet). It is rebuilt when that happens and
+    whenever the number of atoms, the cell or pbc change. Consumers compute
+    the displacements r_j + shift . cell - r_i themselves and skip pairs at
+    r >= cutoff.
+
+    Args:
+        cutoff: Å.
+        skin: Å, >= 0 (0: rebuild at every call).
+    """
+
+    def __init__(self, cutoff: float, skin: float = 0.5):
+        if isinstance(skin, bool) or not isinstance(skin, (int, float)) or not (skin >= 0 and np.isfinite(skin)):
+            raise InputError(f"skin: got {skin!r}; expected a finite number of Å >= 0")
+        self.cutoff = float(cutoff)
+        self.skin = float(skin)
+        self.builds = 0  # how many times vesin ran
+        self._ref: np.ndarray | None = None  # positions at the last build
+        self._cell: np.ndarray | None = None
+        self._pbc: np.ndarray | None = None
+        self.pair_i = self.pair_j = self.shift = np.zeros(0, dtype=np.int64)
+
+    def _stale(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> bool:
+        if self._ref is None or self.skin == 0 or self._ref.shape != positions.shape:
+            return True
+        if not (np.array_equal(self._cell, cell) and np.array_equal(self._pbc, pbc)):
+            return True
+        moved2 = np.einsum("ij,ij->i", positions - self._ref, positions - self._ref).max()
+        return not moved2 <= 0.25 * self.skin * self.skin  # NaN positions rebuild (and fail there)
+
+    def update(
+        self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, index: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(pair_i (P,), pair_j (P,), shift (P, 3)) int64 candidate pairs for these positions (Å).
+
+        Raises:
+            InputError: an empty structure, non-finite positions or a degenerate periodic cell
+                (checked at every call; the distance check is the consumer's, see ``too_close``).
+        """
+        positions = np.ascontiguousarray(positions, dtype=np.float64)
+        cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
+        pbc = np.asarray(pbc, dtype=bool).reshape(3)
+        check_structure(positions, cell, pbc, index)
+        if self._stale(positions, cell, pbc):
+            i, j, shift = _vesin(
+                positions, cell, pbc, self.cutoff + self.skin, full_list=False, quantities="ijS"
+            )
+            self.pair_i = np.ascontiguousarray(i, dtype=np.int64)
+            self.pair_j = np.ascontiguousarray(j, dtype=np.int64)
+            self.shift = np.ascontiguousarray(shift, dtype=np.int64).reshape(-1, 3)
+            self._ref, self._cell, self._pbc = positions.copy(), cell.copy(), pbc.copy()
+            self.builds += 1
+        return self.pair_i, self.pair_j, self.shift

@@ -120,6 +120,17 @@ class AtomisticModel(nn.Module):
         p = next(iter(self.network.parameters()))
         return p.dtype, p.device
 
+    def atomic_energies(self, features: torch.Tensor, numbers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-atom energies (N,) eV and last hidden activations (N, H) from raw features (N, F).
+
+        ``features`` and ``numbers`` must already be on the model's device,
+        features in its dtype; the calculator's fused path calls this directly
+        and differentiates with respect to the features.
+        """
+        x = (features - self.feature_shift.index_select(0, numbers)) / self.feature_scale.index_select(0, numbers)
+        out, h = self.network.forward_latent(x, numbers)  # (N,), (N, H)
+        return self.energy_scale * out + self.energy_refs.index_select(0, numbers), h
+
     def forward(
         self,
         batch: Batch,
@@ -154,6 +165,7 @@ class AtomisticModel(nn.Module):
             raise InputError("batch.numbers: atomic numbers outside 1..118")
         dtype, device = self._dtype_device()
         batch = batch.to(device=device, dtype=dtype)
+        numbers = batch.numbers  # on the model's device
         n_struct = batch.n_structures
         outer_grad = torch.is_grad_enabled()
         want_grad = forces or stress
@@ -164,11 +176,7 @@ class AtomisticModel(nn.Module):
             if stress:
                 strain = torch.zeros((n_struct, 3, 3), dtype=dtype, device=device, requires_grad=True)
             feats = batch_features(batch, positions, strain)  # (N, F)
-            x = (feats - self.feature_shift.index_select(0, numbers)) / self.feature_scale.index_select(
-                0, numbers
-            )
-            out, h = self.network.forward_latent(x, numbers)  # (N,), (N, H)
-            energies = self.energy_scale * out + self.energy_refs.index_select(0, numbers)  # (N,) eV
+            energies, h = self.atomic_energies(feats, numbers)  # (N,) eV, (N, H)
             energy = energies.new_zeros((n_struct,)).index_add(0, batch.image, energies)  # (B,) eV
             result = {"energy": energy, "energies": energies}
             if want_grad:
