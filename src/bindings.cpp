@@ -121,7 +121,6 @@ py::tuple gsf(const IArr& species, const IArr& estart, const IArr& ej, const DAr
                        [&](const Output<double>& o) { gsf_compute<double>(en, sp, p, o, derivatives, n_threads); });
 }
 
-
 // GMPInference: the calculator's two-pass kernel (see gmp_infer.hpp).
 std::unique_ptr<GMPInference> make_inference(const DArr& sigma_alpha, const IArr& probe_sigma,
                                              const IArr& probe_order, const DArr& probe_amp,
@@ -174,9 +173,8 @@ py::tuple inference_features(GMPInference& self, const IArr& species, const IArr
 
 // (forces (n, 3) eV/Å, virial dE/dstrain (3, 3) eV)
 py::tuple inference_forces(GMPInference& self, const DArr& dEdG, int n_threads) {
-    const int64_t n = self.n_atoms();
-    if (n < 0) throw std::logic_error("forces() called before features()");
-    if (dEdG.size() != n * self.n_features()) throw std::invalid_argument("dEdG must be (n_atoms, n_features)");
+    const int64_t n = self.n_atoms();  // -1 before features(): forces() throws
+    if (n >= 0 && dEdG.size() != n * self.n_features()) throw std::invalid_argument("dEdG must be (n_atoms, n_features)");
     py::array_t<double> forces({n, int64_t(3)}), virial({int64_t(3), int64_t(3)});
     {
         py::gil_scoped_release release;

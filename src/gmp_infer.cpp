@@ -222,12 +222,9 @@ void GMPInference::monomials(const double* d, double* mono, double* P) const {
     double* Px = P;
     double* Py = P + K + 1;
     double* Pz = P + 2 * (K + 1);
-    Px[0] = Py[0] = Pz[0] = 1.0;
-    for (int k = 1; k <= K; ++k) {
-        Px[k] = Px[k - 1] * d[0];
-        Py[k] = Py[k - 1] * d[1];
-        Pz[k] = Pz[k - 1] * d[2];
-    }
+    powers(d[0], K, Px);
+    powers(d[1], K, Py);
+    powers(d[2], K, Pz);
     const int64_t NM = mono_off_.back();
     for (int64_t m = 0; m < NM; ++m) {
         const int64_t* e = &mono_abc_[3 * m];
@@ -261,7 +258,7 @@ std::pair<int64_t, double> GMPInference::features(int64_t n_atoms, const int64_t
     const RadialConstants radial(prm_, n_species);
     if (tabulate_ && !table_.same_densities(n_species, gstart, gB, gbeta))
         table_.build(prm_, n_species, prm_.cutoff.rc, kTableTol);
-    const bool table = tabulate_ && table_.n_int > 0;
+    const bool table = use_table();
     const int64_t F = prm_.n_feat, C = prm_.comp_start[F], NT = n_t_, NB = static_cast<int64_t>(blk_off_.size());
     const int K = prm_.max_power;
     const int64_t NR = prm_.n_sigma * (K + 1), NM = mono_off_.back();
@@ -405,7 +402,7 @@ void GMPInference::forces(const double* dEdG, double* forces, double* virial, in
         const int tid = thread_id();
         double* Ft = &Fbuf[static_cast<size_t>(tid) * n * 3];
         double* Wt = &Wbuf[static_cast<size_t>(tid) * 9];
-        std::vector<double> cg(NM), cv(NM), mono(NM), pw(3 * (K + 1)), dpw(3 * (K + 1)), buf(4 * NR),
+        std::vector<double> cg(NM), cv(NM), mono(NM), pw(3 * (K + 1)), buf(4 * NR),
             tmp(radial.scratch(n_species));
 #ifdef _OPENMP
 #pragma omp for schedule(static)
@@ -422,8 +419,7 @@ void GMPInference::forces(const double* dEdG, double* forces, double* virial, in
                 const double r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2], r = std::sqrt(r2);
                 double fc = 1.0, dfc = 0.0;
                 if (prm_.cutoff.kind != 0) prm_.cutoff.eval(r, fc, dfc);
-                pair_radial(radial, tabulate_ && table_.n_int > 0, si, sj, r2, r, fc, dfc, buf.data(), true,
-                            tmp.data());
+                pair_radial(radial, use_table(), si, sj, r2, r, fc, dfc, buf.data(), true, tmp.data());
                 rj = buf.data();
             }
             const double* ri = si != sj ? rj + 2 * NR : rj;

@@ -112,7 +112,7 @@ class GMPInference {
     int64_t n_features() const { return prm_.n_feat; }
     int64_t n_atoms() const { return n_atoms_; }
     // grid spacing (Å) of the radial table in use; 0 when the sums are exact
-    double table_spacing() const { return tabulate_ && table_.n_int > 0 ? table_.h : 0.0; }
+    double table_spacing() const { return use_table() ? table_.h : 0.0; }
 
    private:
     GMPTables tab_;
@@ -136,6 +136,8 @@ class GMPInference {
     bool tabulate_ = false;
     RadialTable table_;
 
+    // splines asked for and accurate enough on some grid (else the exact sums)
+    bool use_table() const { return tabulate_ && table_.n_int > 0; }
     void monomials(const double* d, double* mono, double* P) const;
     void pair_radial(const RadialConstants& radial, bool table, int64_t si, int64_t sj, double r2, double r,
                      double fc, double dfc, double* out, bool with_rr, double* tmp) const;

@@ -78,13 +78,13 @@ inline double exp_neg(double x) {
     return p * scale;
 }
 
-// Powers u^k (k = 0..K) and their derivatives k u^(k-1).
-inline void powers(double u, int K, double* P, double* dP) {
+// Powers u^k (k = 0..K) and, if dP, their derivatives k u^(k-1).
+inline void powers(double u, int K, double* P, double* dP = nullptr) {
     P[0] = 1.0;
-    dP[0] = 0.0;
+    if (dP) dP[0] = 0.0;
     for (int k = 1; k <= K; ++k) {
         P[k] = P[k - 1] * u;
-        dP[k] = k * P[k - 1];
+        if (dP) dP[k] = k * P[k - 1];
     }
 }
 

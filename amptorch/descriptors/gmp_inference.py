@@ -47,7 +47,8 @@ class GMPInference:
             below 1e-11 of each function's largest value) instead of ~25 exp
             calls per pair; features then agree with ``GMP.compute`` to ~1e-11
             relative, and forces are the exact derivatives of the tabulated
-            energy. False: exact sums (round-off agreement), ~1.6x slower.
+            energy. False: exact sums (round-off agreement); the features pass
+            then takes ~1.6x longer (2.6 vs 1.6 ms for 108 Cu atoms).
 
     Call :meth:`features` then :meth:`forces` for the same structure; the
     kernel keeps what the second pass needs (about 2.4 MB for 108 Cu atoms
