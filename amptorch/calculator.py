@@ -42,6 +42,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from amptorch.data.batch import collate
 from amptorch.descriptors.gmp_inference import GMPInference
+from amptorch.descriptors.record import voigt
 from amptorch.errors import InputError
 from amptorch.train.checkpoint import TrainedPotential
 
@@ -217,7 +218,7 @@ class AmpTorchCalculator(Calculator):
         if periodic:
             s = virial / atoms.get_volume()
             s = 0.5 * (s + s.T)
-            stress = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]  # Voigt xx yy zz yz xz xy
+            stress = voigt(s)
         return energies.detach().to("cpu", torch.float64).numpy(), forces, stress
 
     def _recorded(self, atoms, want_stress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from amptorch.descriptors.record import voigt
 from amptorch.errors import InputError
 
 __all__ = ["main", "parse_overrides", "load_yaml", "build_parser"]
@@ -117,8 +118,7 @@ def _reference(atoms) -> dict:
     if "forces" in res:
         out["forces"] = np.asarray(res["forces"], dtype=np.float64)
     if "stress" in res:
-        s = np.asarray(res["stress"], dtype=np.float64)
-        out["stress"] = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]] if s.shape == (3, 3) else s
+        out["stress"] = voigt(res["stress"])
     return out
 
 

@@ -12,10 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from amptorch.descriptors.record import FeatureRecord
+from amptorch.descriptors.record import N_Z, FeatureRecord
 from amptorch.errors import InputError, where
-
-N_Z = 119
 
 
 class EnergyBaseline:

@@ -13,9 +13,7 @@ from the structures on every call.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import replace
@@ -28,6 +26,7 @@ from amptorch.data.io import labels
 from amptorch.descriptors.base import Descriptor, structure_arrays
 from amptorch.descriptors.record import FeatureRecord
 from amptorch.errors import InputError
+from amptorch.files import atomic_write, write_json
 
 # fields a cache file holds (labels are not cached)
 _CACHED = ("numbers", "features", "pair_i", "pair_j", "dfeat", "dfeat_strain", "cell", "pbc")
@@ -51,21 +50,8 @@ def cache_folder(cache_dir: str | os.PathLike, descriptor: Descriptor) -> Path:
 
 
 def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` (.npz) through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``arrays`` to ``path`` (.npz) atomically (``amptorch.files.atomic_write``)."""
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def _load_cached(path: Path, n_atoms: int, n_features: int) -> FeatureRecord | None:
@@ -86,13 +72,8 @@ def _load_cached(path: Path, n_atoms: int, n_features: int) -> FeatureRecord | N
 def _write_settings(folder: Path, descriptor: Descriptor) -> None:
     """Record the descriptor settings next to the cache files (for people; not read back)."""
     target = folder / "descriptor.json"
-    if target.exists():
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".descriptor.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"hash": descriptor.hash, "settings": descriptor.settings()}, fh, indent=1)
-    os.replace(tmp, target)
+    if not target.exists():
+        write_json(target, {"hash": descriptor.hash, "settings": descriptor.settings()})
 
 
 def featurize(

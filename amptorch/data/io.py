@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from ase import Atoms
 
+from amptorch.descriptors.record import voigt
 from amptorch.errors import InputError, where
 
 PathLike = str | os.PathLike
@@ -173,9 +174,7 @@ def labels(atoms: Atoms, index: int | None = None, forces: bool = True, stress: 
         s = _property(atoms, index, "stress", lambda: atoms.get_stress(voigt=True))
         if s is None:
             raise InputError(f"{where(index)}stress: missing; expected a (6,) Voigt stress in eV/Å^3")
-        s = np.asarray(s, dtype=np.float64)
-        if s.shape == (3, 3):
-            s = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+        s = voigt(s)
         if s.shape != (6,):
             raise InputError(f"{where(index)}stress: shape {s.shape}; expected (6,) Voigt or (3, 3)")
         if not np.isfinite(s).all():

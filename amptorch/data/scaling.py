@@ -15,10 +15,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from amptorch.descriptors.record import FeatureRecord
+from amptorch.descriptors.record import N_Z, FeatureRecord
 from amptorch.errors import InputError, where
 
-N_Z = 119  # rows: atomic numbers 0..118 (row 0 unused)
 KINDS = ("normalize", "standardize")
 
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from amptorch.descriptors.neighbors import NeighborEntries, neighbor_entries
-from amptorch.descriptors.record import FeatureRecord
+from amptorch.descriptors.record import FeatureRecord, voigt
 from amptorch.errors import InputError, where
 
 _DTYPES = {np.dtype(np.float64): False, np.dtype(np.float32): True}
@@ -55,10 +55,7 @@ def _targets(atoms) -> dict:
     if "forces" in results:
         out["forces"] = np.asarray(results["forces"], dtype=np.float64)
     if "stress" in results:
-        s = np.asarray(results["stress"], dtype=np.float64)
-        if s.shape == (3, 3):
-            s = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
-        out["stress"] = s
+        out["stress"] = voigt(results["stress"])
     return out
 
 

@@ -10,18 +10,17 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-# Field names, for storage code that must not hard-code them.
-NUMBERS = "numbers"
-FEATURES = "features"
-PAIR_I = "pair_i"
-PAIR_J = "pair_j"
-DFEAT = "dfeat"
-DFEAT_STRAIN = "dfeat_strain"
-ENERGY = "energy"
-FORCES = "forces"
-STRESS = "stress"
-CELL = "cell"
-PBC = "pbc"
+N_Z = 119  # rows of per-element tables indexed by atomic number (0 unused, 1..118)
+
+# Voigt order of a (3, 3) stress: xx yy zz yz xz xy (ASE's)
+VOIGT_ROWS = (0, 1, 2, 1, 0, 0)
+VOIGT_COLS = (0, 1, 2, 2, 2, 1)
+
+
+def voigt(stress: np.ndarray) -> np.ndarray:
+    """(6,) Voigt stress (xx yy zz yz xz xy) of a (3, 3) tensor; a (6,) input is returned as it is."""
+    s = np.asarray(stress, dtype=np.float64)
+    return s[list(VOIGT_ROWS), list(VOIGT_COLS)] if s.shape == (3, 3) else s
 
 
 @dataclass
@@ -100,6 +99,6 @@ class FeatureRecord:
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> FeatureRecord:
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in arrays.items() if k in known}
-        if ENERGY in kwargs:
-            kwargs[ENERGY] = float(kwargs[ENERGY])
+        if "energy" in kwargs:
+            kwargs["energy"] = float(kwargs["energy"])
         return cls(**kwargs)

@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from amptorch.data.batch import Batch
+from amptorch.descriptors.record import N_Z
 from amptorch.errors import InputError
 from amptorch.models.bpnn import BPNN
 from amptorch.models.feature_layer import batch_features
-from amptorch.models.singlenn import N_Z, SingleNN
+from amptorch.models.singlenn import SingleNN
 
 NETWORKS = {"singlenn": SingleNN, "bpnn": BPNN}
 # voigt order xx yy zz yz xz xy (ASE)

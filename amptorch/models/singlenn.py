@@ -7,10 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from amptorch.descriptors.record import N_Z
 from amptorch.errors import InputError
 from amptorch.models.mlp import build_body, check_hidden, init_linear
-
-N_Z = 119  # atomic-number table size (index 0 unused, 1..118)
 
 
 def check_elements(elements: Sequence[int]) -> list[int]:
