@@ -2,10 +2,10 @@
 
 GMP (Gaussian multipole) and Gaussian symmetry-function fingerprints with
 analytic derivatives in C++ (``amptorch.descriptors``), SingleNN and BPNN
-models (``amptorch.models``), the skorch ``AtomsTrainer`` that reads the
-original AmpTorch's config (``amptorch.train``) and an ASE calculator.
-Torch-using parts are imported on first use, so ``import amptorch`` and the
-descriptors stay light.
+models (``amptorch.models``), the deployable potential and its ASE
+calculator (``amptorch.potential``) and the skorch ``AtomsTrainer`` that reads
+the original AmpTorch's config (``amptorch.train``). The trainer (and skorch)
+is imported on first use, so a deployed potential never loads it.
 """
 
 from amptorch.descriptors import GMP, FeatureRecord, GaussianSF
@@ -15,9 +15,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "AtomsTrainer": "amptorch.train",
-    "TrainedPotential": "amptorch.train",
-    "AmpTorchCalculator": "amptorch.calculator",
-    "AmpTorch": "amptorch.calculator",
+    "TrainedPotential": "amptorch.potential",
+    "AmpTorchCalculator": "amptorch.potential",
+    "AmpTorch": "amptorch.potential",
 }
 
 __all__ = ["GMP", "GaussianSF", "FeatureRecord", "InputError", "__version__", *_LAZY]

@@ -126,11 +126,7 @@ def _read_data(data) -> list:
     """Structures from files/globs; errors name the command-line argument ``data``."""
     from amptorch.data import read_structures
 
-    try:
-        return read_structures(list(data))
-    except InputError as err:
-        msg = str(err)
-        raise InputError("data" + msg[len("raw_data") :] if msg.startswith("raw_data") else msg) from None
+    return read_structures(list(data), field="data")
 
 
 def write_structures(path: str | Path, images: list) -> None:
@@ -154,13 +150,6 @@ def write_structures(path: str | Path, images: list) -> None:
         ase.io.write(path, images)
     finally:
         extxyz.output_column_format = original
-
-
-class _Ref:
-    """Reference labels in the shape ``amptorch.train.plots.errors`` reads."""
-
-    def __init__(self, numbers, energy, forces):
-        self.numbers, self.energy, self.forces = numbers, energy, forces
 
 
 def _at_least(command: str, **values: tuple[int | None, int]) -> None:
@@ -201,8 +190,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_featurize(args: argparse.Namespace) -> int:
     from amptorch.data import write_lmdb
-    from amptorch.train.config import validate_config
-    from amptorch.train.trainer import make_descriptor
+    from amptorch.train.plan import Plan
 
     _at_least("featurize", workers=(args.workers, 1), batch_size=(args.batch_size, 1))
     images = _read_data(args.data)
@@ -220,9 +208,9 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         section["fp_params"] = params
     if args.elements:
         section["elements"] = args.elements
-    ds = validate_config({"dataset": section}).dataset
-    elements = ds.elements or sorted({s for a in images for s in a.get_chemical_symbols()})
-    descriptor = make_descriptor(ds, elements)
+    plan = Plan.from_config({"dataset": section})
+    elements = plan.config.dataset.elements or sorted({s for a in images for s in a.get_chemical_symbols()})
+    descriptor = plan.descriptor(elements)
     derivatives = not args.no_derivatives
     meta = write_lmdb(
         args.out,
@@ -248,8 +236,10 @@ def cmd_featurize(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from amptorch.train.checkpoint import TrainedPotential, write_json
-    from amptorch.train.plots import errors, parity_plot
+    from amptorch.files import write_json
+    from amptorch.potential import TrainedPotential, errors
+    from amptorch.potential.metrics import Labels
+    from amptorch.potential.plots import parity_plot
 
     _at_least("predict", workers=(args.workers, 1), batch_size=(args.batch_size, 1))
     pot = TrainedPotential.load(args.checkpoint)
@@ -292,9 +282,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"  {k}: energy {e:.6f} eV ({e / len(images[k]):.6f} eV/atom)")
     if refs and all("energy" in r for r in refs):
         has_f = all("forces" in r for r in refs)
-        ref_objs = [
-            _Ref(a.numbers, r["energy"], r.get("forces") if has_f else None) for a, r in zip(images, refs, strict=True)
-        ]
+        ref_objs = [Labels(a.numbers, r["energy"], r.get("forces") if has_f else None)
+                    for a, r in zip(images, refs, strict=True)]  # fmt: skip
         shown = pred if has_f else {k: v for k, v in pred.items() if k != "forces"}
         metrics = errors(shown, ref_objs)
         if args.stress:
@@ -477,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     p = argparse.ArgumentParser(prog="amptorch", description=DESCRIPTION, formatter_class=fmt, parents=[common])
     from amptorch import __version__
+    from amptorch.descriptors.registry import schemes
 
     p.add_argument("--version", action="version", version=f"amptorch {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -514,8 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--scheme",
         default="gmpordernorm",
-        choices=["gmpordernorm", "gmp", "gaussian"],
-        help="fingerprint scheme (dataset.fp_scheme); default gmpordernorm",
+        help=f"fingerprint scheme (dataset.fp_scheme): {', '.join(schemes())}; default gmpordernorm",
     )
     f.add_argument(
         "--params",

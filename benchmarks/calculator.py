@@ -49,7 +49,8 @@ from amptorch.calculator import AmpTorchCalculator
 from amptorch.demo import demo_config, make_cu_emt
 from amptorch.descriptors.neighbors import VerletPairs
 from amptorch.models import AtomisticModel, build_model
-from amptorch.train import AtomsTrainer, TrainedPotential
+from amptorch.potential import TrainedPotential
+from amptorch.train import AtomsTrainer
 
 
 def build_potential(run_dir: str) -> TrainedPotential:

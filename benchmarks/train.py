@@ -177,13 +177,10 @@ def config(train: list, fp_params: dict, epochs: int, fp_scheme: str = "gmporder
 
 def test_errors(trainer, test: list) -> tuple[float, float]:
     """(energy MAE meV/atom, force MAE eV/Å) of ``trainer`` on ``test``."""
-    pred = trainer.predict(test)
-    n = np.array([len(a) for a in test])
-    e_ref = np.array([a.get_potential_energy() for a in test])
-    e_mae = 1000 * float(np.mean(np.abs(np.asarray(pred["energy"]) - e_ref) / n))
-    f_ref = np.concatenate([a.get_forces() for a in test])
-    f_mae = float(np.mean(np.abs(np.concatenate(pred["forces"]) - f_ref)))
-    return e_mae, f_mae
+    from amptorch.potential import errors
+
+    err = errors(trainer.predict(test), test)
+    return 1000 * err["energy_mae"], err["forces_mae"]
 
 
 def fit(cfg: dict) -> dict:

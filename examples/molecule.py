@@ -130,14 +130,6 @@ def config(images, epochs: int, run_dir: str, workers: int, verbose: bool) -> di
     }
 
 
-def test_errors(trainer, images) -> dict:
-    """Energy MAE (eV/atom) and force MAE (eV/Å) on labelled structures."""
-    pred = trainer.predict(images)
-    de = [abs(e - a.get_potential_energy()) / len(a) for e, a in zip(pred["energy"], images, strict=True)]
-    df = np.concatenate([np.abs(f - a.get_forces()).ravel() for f, a in zip(pred["forces"], images, strict=True)])
-    return {"energy_mae": float(np.mean(de)), "forces_mae": float(df.mean())}
-
-
 def relax_and_vibrate(atoms, calc, fmax: float, out: Path, tag: str) -> dict:
     """BFGS to ``fmax`` eV/Å, then harmonic frequencies (cm^-1) at the minimum."""
     from ase.optimize import BFGS
@@ -187,6 +179,7 @@ def main(argv=None) -> dict:
     from ase.calculators.emt import EMT
 
     from amptorch import AtomsTrainer
+    from amptorch.potential import errors
 
     threads_before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -204,7 +197,7 @@ def main(argv=None) -> dict:
         trainer = AtomsTrainer(config(train, mode["epochs"], str(out), args.threads, args.verbose))
         trainer.train()
         t_train = time.perf_counter() - t1
-        err = test_errors(trainer, test)
+        err = errors(trainer.predict(test), test)
         print(f"training: {mode['epochs']} epochs in {t_train:.1f} s; checkpoint {trainer.run_dir}")
         print(f"test set: energy MAE {1000 * err['energy_mae']:.2f} meV/atom, force MAE {err['forces_mae']:.4f} eV/Å")
 

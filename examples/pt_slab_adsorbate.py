@@ -99,21 +99,17 @@ def config(images, epochs: int, run_dir: str, workers: int, verbose: bool) -> di
             "raw_data": images,
             "val_split": 0.1,
             "fp_scheme": "gmpordernorm",
-            "fp_params": {"MCSHs": {"orders": [0, 1, 2, 3], "sigmas": [0.4, 0.8, 1.2, 1.6, 2.0]}, "cutoff": 7.0},
+            "fp_params": {
+                "MCSHs": {"orders": [0, 1, 2, 3], "sigmas": [0.4, 0.8, 1.2, 1.6, 2.0]},
+                "cutoff": 7.0,
+                "smooth_cutoff": "cosine",  # continuous energy at the cutoff
+            },
             "save_fps": False,
             "scaling": {"type": "standardize", "elementwise": False},
             "workers": workers,
         },
         "cmd": {"run_dir": run_dir, "identifier": "pt_o", "seed": 1, "verbose": verbose},
     }
-
-
-def test_errors(trainer, images) -> dict:
-    """Energy MAE (eV/atom) and force MAE (eV/Å) on labelled structures."""
-    pred = trainer.predict(images)
-    de = [abs(e - a.get_potential_energy()) / len(a) for e, a in zip(pred["energy"], images, strict=True)]
-    df = np.concatenate([np.abs(f - a.get_forces()).ravel() for f, a in zip(pred["forces"], images, strict=True)])
-    return {"energy_mae": float(np.mean(de)), "forces_mae": float(df.mean())}
 
 
 def relax(atoms, calc, fmax: float, traj: Path, steps: int = 300) -> dict:
@@ -154,6 +150,7 @@ def main(argv=None) -> dict:
     from ase.calculators.emt import EMT
 
     from amptorch import AtomsTrainer
+    from amptorch.potential import errors
 
     threads_before = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -170,7 +167,7 @@ def main(argv=None) -> dict:
         trainer = AtomsTrainer(config(train, mode["epochs"], str(out), args.threads, args.verbose))
         trainer.train()
         t_train = time.perf_counter() - t1
-        err = test_errors(trainer, test)
+        err = errors(trainer.predict(test), test)
         print(f"training: {mode['epochs']} epochs in {t_train:.1f} s; checkpoint {trainer.run_dir}")
         print(f"test set: energy MAE {1000 * err['energy_mae']:.2f} meV/atom, force MAE {err['forces_mae']:.4f} eV/Å")
 

@@ -1,7 +1,14 @@
-// pybind11 layer: turns numpy arrays into the kernels' flat views, allocates
-// the outputs and releases the GIL while the kernels run.
+// pybind11 layer: the descriptors' tables (GMPTables, GSFTables; built once
+// per descriptor from keyword-named numpy arrays), numpy arrays turned into the
+// kernels' flat views, outputs allocated here, and the GIL released while the
+// kernels run.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "gmp.hpp"
 #include "gmp_infer.hpp"
@@ -14,6 +21,94 @@ using IArr = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 using DArr = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
 namespace {
+
+template <typename T>
+std::vector<T> vec(const py::array_t<T, py::array::c_style | py::array::forcecast>& a) {
+    return std::vector<T>(a.data(), a.data() + a.size());
+}
+
+// A read-only numpy copy of a table: (n,) or, with cols > 0, (n / cols, cols).
+template <typename T>
+py::array readonly(const std::vector<T>& v, int64_t cols) {
+    const int64_t n = static_cast<int64_t>(v.size());
+    py::array_t<T> a = cols > 0 ? py::array_t<T>({n / cols, cols}) : py::array_t<T>(n);
+    std::copy(v.begin(), v.end(), a.mutable_data());
+    a.attr("flags").attr("writeable") = false;
+    return a;
+}
+
+// The tables' Python side: one read-only property per field, named as the
+// constructor's keyword, and pickling (deepcopy) through those keywords.
+template <typename C>
+class TablesClass {
+   public:
+    TablesClass(py::module_& m, const char* name, const char* doc) : cls_(m, name, doc) {}
+
+    py::class_<C, std::shared_ptr<C>>& cls() { return cls_; }
+
+    // array fields; cols: a member giving the row width (2-D property), or a fixed width
+    template <typename T>
+    TablesClass& arrays(std::initializer_list<std::pair<const char*, std::vector<T> C::*>> fields,
+                        int64_t C::*cols = nullptr, int64_t fixed_cols = 0) {
+        for (const auto& [name, field] : fields) {
+            cls_.def_property_readonly(name, [field = field, cols, fixed_cols](const C& c) {
+                return readonly(c.*field, cols ? c.*cols : fixed_cols);
+            });
+            keys_.emplace_back(name);
+        }
+        return *this;
+    }
+
+    template <typename Getter>
+    TablesClass& scalar(const char* name, Getter get, bool keyword = true) {
+        cls_.def_property_readonly(name, get);
+        if (keyword) keys_.emplace_back(name);
+        return *this;
+    }
+
+    TablesClass& cutoff() {
+        return scalar("cutoff_kind", [](const C& c) { return c.cutoff.kind; })
+            .scalar("cutoff", [](const C& c) { return c.cutoff.rc; })
+            .scalar("cutoff_gamma", [](const C& c) { return c.cutoff.gamma; });
+    }
+
+    // __reduce__: functools.partial(type(self), **{keyword: self.keyword}), ()
+    void picklable() {
+        cls_.def("__reduce__", [keys = keys_](py::object self) {
+            py::dict kw;
+            for (const std::string& k : keys) kw[k.c_str()] = self.attr(k.c_str());
+            py::object partial = py::module_::import("functools").attr("partial");
+            return py::make_tuple(partial(py::type::of(self), **kw), py::tuple());
+        });
+    }
+
+   private:
+    py::class_<C, std::shared_ptr<C>> cls_;
+    std::vector<std::string> keys_;
+};
+
+std::shared_ptr<GMPTables> make_gmp_tables(const DArr& sigma_alpha, const IArr& probe_sigma, const IArr& probe_order,
+                                           const DArr& probe_amp, const IArr& comp_start, const DArr& comp_weight,
+                                           const IArr& comp_poly, const IArr& poly_start, const DArr& mono_coef,
+                                           const IArr& mono_pow, bool harmonic, bool square, bool include_self,
+                                           int cutoff_kind, double cutoff, double cutoff_gamma) {
+    auto t = std::make_shared<GMPTables>(GMPTables{
+        vec(sigma_alpha), vec(probe_sigma), vec(probe_order), vec(probe_amp), vec(comp_start), vec(comp_weight),
+        vec(comp_poly), vec(poly_start), vec(mono_coef), vec(mono_pow), harmonic, square, include_self,
+        Cutoff{cutoff_kind, cutoff, cutoff_gamma}});
+    t->check();
+    return t;
+}
+
+std::shared_ptr<GSFTables> make_gsf_tables(const IArr& kind, const IArr& el1, const IArr& el2, const DArr& eta,
+                                           const DArr& rs, const DArr& lam, int cutoff_kind, double cutoff,
+                                           double cutoff_gamma) {
+    if (kind.ndim() != 2) throw std::invalid_argument("GSFTables: kind must be (n_elements, n_features)");
+    auto t = std::make_shared<GSFTables>(GSFTables{vec(kind), vec(el1), vec(el2), vec(eta), vec(rs), vec(lam),
+                                                   Cutoff{cutoff_kind, cutoff, cutoff_gamma}});
+    t->check(kind.shape(0));
+    return t;
+}
 
 Entries make_entries(const IArr& estart, const IArr& ej, const DArr& ed, const IArr& epair) {
     Entries en;
@@ -29,10 +124,30 @@ Entries make_entries(const IArr& estart, const IArr& ej, const DArr& ed, const I
     return en;
 }
 
-// Allocates outputs of dtype T, runs fn(Output<T>) without the GIL and
+Densities make_densities(const IArr& gstart, const DArr& gB, const DArr& gbeta) {
+    const int64_t n_species = gstart.size() - 1;
+    const int64_t* gs = gstart.data();
+    if (n_species < 1 || gs[0] != 0 || gB.size() != gs[n_species] || gbeta.size() != gB.size())
+        throw std::invalid_argument("density arrays have inconsistent lengths");
+    for (int64_t s = 0; s < n_species; ++s)
+        if (gs[s + 1] < gs[s]) throw std::invalid_argument("gstart must not decrease");
+    return {n_species, gs, gB.data(), gbeta.data()};
+}
+
+// species: one index in [0, n_species) per atom
+const int64_t* checked_species(const IArr& species, int64_t n_atoms, int64_t n_species) {
+    if (species.size() != n_atoms) throw std::invalid_argument("species must have one entry per atom");
+    const int64_t* sp = species.data();
+    for (int64_t a = 0; a < n_atoms; ++a)
+        if (sp[a] < 0 || sp[a] >= n_species) throw std::invalid_argument("species index out of range");
+    return sp;
+}
+
+// Allocates outputs of dtype T, runs kernel(Output<T>) without the GIL and
 // returns (features, dfeat or None, dfeat_strain or None).
-template <typename T, typename Fn>
-py::tuple run(int64_t n_atoms, int64_t n_feat, int64_t n_pairs, bool derivatives, bool strain, Fn fn) {
+template <typename T, typename Kernel>
+py::tuple run_typed(int64_t n_atoms, int64_t n_feat, int64_t n_pairs, bool derivatives, bool strain,
+                    const Kernel& kernel) {
     py::array_t<T> features({n_atoms, n_feat});
     py::object dfeat = py::none(), dstrain = py::none();
     Output<T> out{n_feat, features.mutable_data(), nullptr, nullptr};
@@ -50,102 +165,35 @@ py::tuple run(int64_t n_atoms, int64_t n_feat, int64_t n_pairs, bool derivatives
     }
     {
         py::gil_scoped_release release;
-        fn(out);
+        kernel(out);
     }
     return py::make_tuple(features, dfeat, dstrain);
 }
 
-py::tuple gmp(const IArr& species, const IArr& estart, const IArr& ej, const DArr& ed, const IArr& epair,
-              int64_t n_pairs, const IArr& gstart, const DArr& gB, const DArr& gbeta, const DArr& sigma_alpha,
-              const IArr& probe_sigma, const IArr& probe_order, const DArr& probe_amp, const IArr& comp_start,
-              const DArr& comp_weight, const IArr& comp_poly, const IArr& poly_start, const DArr& mono_coef,
-              const IArr& mono_pow, int max_power, bool harmonic, bool square, bool include_self,
-              int cutoff_kind, double rc, double gamma, bool derivatives, bool strain, bool float32,
-              int n_threads) {
-    Entries en = make_entries(estart, ej, ed, epair);
-    if (species.size() != en.n_atoms) throw std::invalid_argument("species must have one entry per atom");
-    GMPParams p;
-    p.gstart = gstart.data();
-    p.gB = gB.data();
-    p.gbeta = gbeta.data();
-    p.n_sigma = sigma_alpha.size();
-    p.sigma_alpha = sigma_alpha.data();
-    p.n_feat = probe_sigma.size();
-    p.probe_sigma = probe_sigma.data();
-    p.probe_order = probe_order.data();
-    p.probe_amp = probe_amp.data();
-    p.comp_start = comp_start.data();
-    p.comp_weight = comp_weight.data();
-    p.comp_poly = comp_poly.data();
-    p.n_poly = poly_start.size() - 1;
-    p.poly_start = poly_start.data();
-    p.mono_coef = mono_coef.data();
-    p.mono_pow = mono_pow.data();
-    p.max_power = max_power;
-    p.harmonic = harmonic;
-    if (probe_order.size() != p.n_feat || probe_amp.size() != p.n_feat || comp_start.size() != p.n_feat + 1)
-        throw std::invalid_argument("probe arrays have inconsistent lengths");
-    p.square = square;
-    p.include_self = include_self;
-    p.cutoff = Cutoff{cutoff_kind, rc, gamma};
-    const int64_t* sp = species.data();
-    if (float32)
-        return run<float>(en.n_atoms, p.n_feat, n_pairs, derivatives, strain,
-                          [&](const Output<float>& o) { gmp_compute<float>(en, sp, p, o, derivatives, n_threads); });
-    return run<double>(en.n_atoms, p.n_feat, n_pairs, derivatives, strain,
-                       [&](const Output<double>& o) { gmp_compute<double>(en, sp, p, o, derivatives, n_threads); });
+// kernel: a generic callable on const Output<T>& (T = float with float32, else double)
+template <typename Kernel>
+py::tuple run(int64_t n_atoms, int64_t n_feat, int64_t n_pairs, bool derivatives, bool strain, bool float32,
+              const Kernel& kernel) {
+    if (float32) return run_typed<float>(n_atoms, n_feat, n_pairs, derivatives, strain, kernel);
+    return run_typed<double>(n_atoms, n_feat, n_pairs, derivatives, strain, kernel);
 }
 
-py::tuple gsf(const IArr& species, const IArr& estart, const IArr& ej, const DArr& ed, const IArr& epair,
-              int64_t n_pairs, const IArr& channel, int64_t n_channels, const IArr& kind, const IArr& el1,
-              const IArr& el2, const DArr& eta, const DArr& rs, const DArr& lam, int cutoff_kind, double rc,
-              double gamma, bool derivatives, bool strain, bool float32, int n_threads) {
-    Entries en = make_entries(estart, ej, ed, epair);
-    if (species.size() != en.n_atoms) throw std::invalid_argument("species must have one entry per atom");
-    GSFParams p;
-    p.n_channels = n_channels;
-    p.channel = channel.data();
-    p.n_feat = kind.shape(kind.ndim() - 1);
-    p.kind = kind.data();
-    p.el1 = el1.data();
-    p.el2 = el2.data();
-    p.eta = eta.data();
-    p.rs = rs.data();
-    p.lam = lam.data();
-    p.cutoff = Cutoff{cutoff_kind, rc, gamma};
-    const int64_t* sp = species.data();
-    if (float32)
-        return run<float>(en.n_atoms, p.n_feat, n_pairs, derivatives, strain,
-                          [&](const Output<float>& o) { gsf_compute<float>(en, sp, p, o, derivatives, n_threads); });
-    return run<double>(en.n_atoms, p.n_feat, n_pairs, derivatives, strain,
-                       [&](const Output<double>& o) { gsf_compute<double>(en, sp, p, o, derivatives, n_threads); });
+py::tuple gmp(const GMPTables& t, const IArr& species, const IArr& estart, const IArr& ej, const DArr& ed,
+              const IArr& epair, int64_t n_pairs, const IArr& gstart, const DArr& gB, const DArr& gbeta,
+              bool derivatives, bool strain, bool float32, int n_threads) {
+    const Entries en = make_entries(estart, ej, ed, epair);
+    const Densities dn = make_densities(gstart, gB, gbeta);
+    const int64_t* sp = checked_species(species, en.n_atoms, dn.n_species);
+    return run(en.n_atoms, t.n_feat, n_pairs, derivatives, strain, float32,
+               [&](const auto& out) { gmp_compute(en, sp, t, dn, out, derivatives, n_threads); });
 }
 
-// GMPInference: the calculator's two-pass kernel (see gmp_infer.hpp).
-std::unique_ptr<GMPInference> make_inference(const DArr& sigma_alpha, const IArr& probe_sigma,
-                                             const IArr& probe_order, const DArr& probe_amp,
-                                             const IArr& comp_start, const DArr& comp_weight,
-                                             const IArr& comp_poly, const IArr& poly_start,
-                                             const DArr& mono_coef, const IArr& mono_pow, int max_power,
-                                             bool square, bool include_self, int cutoff_kind, double rc,
-                                             double gamma, bool tabulate) {
-    auto vec = [](const auto& a) { return std::vector<std::decay_t<decltype(*a.data())>>(a.data(), a.data() + a.size()); };
-    GMPTables t;
-    t.sigma_alpha = vec(sigma_alpha);
-    t.probe_sigma = vec(probe_sigma);
-    t.probe_order = vec(probe_order);
-    t.probe_amp = vec(probe_amp);
-    t.comp_start = vec(comp_start);
-    t.comp_weight = vec(comp_weight);
-    t.comp_poly = vec(comp_poly);
-    t.poly_start = vec(poly_start);
-    t.mono_coef = vec(mono_coef);
-    t.mono_pow = vec(mono_pow);
-    t.max_power = max_power;
-    t.square = square;
-    t.include_self = include_self;
-    t.cutoff = Cutoff{cutoff_kind, rc, gamma};
-    return std::make_unique<GMPInference>(std::move(t), tabulate);
+py::tuple gsf(const GSFTables& t, const IArr& species, const IArr& estart, const IArr& ej, const DArr& ed,
+              const IArr& epair, int64_t n_pairs, bool derivatives, bool strain, bool float32, int n_threads) {
+    const Entries en = make_entries(estart, ej, ed, epair);
+    const int64_t* sp = checked_species(species, en.n_atoms, t.n_elements);
+    return run(en.n_atoms, t.n_feat, n_pairs, derivatives, strain, float32,
+               [&](const auto& out) { gsf_compute(en, sp, t, out, derivatives, n_threads); });
 }
 
 // (features (n, F) float64, closest pair index or -1, its r^2 in Å^2)
@@ -153,20 +201,18 @@ py::tuple inference_features(GMPInference& self, const IArr& species, const IArr
                              const DArr& gbeta, const DArr& positions, const DArr& cell, const IArr& pi,
                              const IArr& pj, const IArr& shift, int n_threads) {
     const int64_t n = species.size();
-    const int64_t n_species = gstart.size() - 1;
+    const Densities dn = make_densities(gstart, gB, gbeta);
     if (positions.size() != 3 * n) throw std::invalid_argument("positions must be (n_atoms, 3)");
     if (cell.size() != 9) throw std::invalid_argument("cell must be (3, 3)");
     if (pj.size() != pi.size() || shift.size() != 3 * pi.size())
         throw std::invalid_argument("pair arrays have inconsistent lengths");
-    if (n_species < 1 || gB.size() != gstart.data()[n_species] || gbeta.size() != gB.size())
-        throw std::invalid_argument("density arrays have inconsistent lengths");
     py::array_t<double> feat({n, self.n_features()});
     HalfPairs hp{static_cast<int64_t>(pi.size()), pi.data(), pj.data(), shift.data()};
     std::pair<int64_t, double> closest;
     {
         py::gil_scoped_release release;
-        closest = self.features(n, species.data(), gstart.data(), n_species, gB.data(), gbeta.data(),
-                                positions.data(), cell.data(), hp, feat.mutable_data(), n_threads);
+        closest = self.features(n, species.data(), dn, positions.data(), cell.data(), hp, feat.mutable_data(),
+                                n_threads);
     }
     return py::make_tuple(feat, closest.first, closest.second);
 }
@@ -187,18 +233,73 @@ py::tuple inference_forces(GMPInference& self, const DArr& dEdG, int n_threads) 
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "amptorch C++ fingerprint kernels (GMP, Gaussian symmetry functions)";
-    m.def("gmp", &gmp);
-    m.def("gsf", &gsf);
+
+    TablesClass<GMPTables> gmp_tables(m, "GMPTables",
+                                      "A GMP descriptor's probe tables and settings (read-only), built once per "
+                                      "descriptor and passed to gmp() and GMPInference.");
+    gmp_tables.cls().def(py::init(&make_gmp_tables), py::kw_only(), py::arg("sigma_alpha"), py::arg("probe_sigma"),
+                         py::arg("probe_order"), py::arg("probe_amp"), py::arg("comp_start"),
+                         py::arg("comp_weight"), py::arg("comp_poly"), py::arg("poly_start"), py::arg("mono_coef"),
+                         py::arg("mono_pow"), py::arg("harmonic"), py::arg("square"), py::arg("include_self") = true,
+                         py::arg("cutoff_kind") = 0, py::arg("cutoff"), py::arg("cutoff_gamma") = 2.0);
+    gmp_tables
+        .arrays<double>({{"sigma_alpha", &GMPTables::sigma_alpha}, {"probe_amp", &GMPTables::probe_amp},
+                         {"comp_weight", &GMPTables::comp_weight}, {"mono_coef", &GMPTables::mono_coef}})
+        .arrays<int64_t>({{"probe_sigma", &GMPTables::probe_sigma}, {"probe_order", &GMPTables::probe_order},
+                          {"comp_start", &GMPTables::comp_start}, {"comp_poly", &GMPTables::comp_poly},
+                          {"poly_start", &GMPTables::poly_start}})
+        .arrays<int64_t>({{"mono_pow", &GMPTables::mono_pow}}, nullptr, 3)
+        .scalar("harmonic", [](const GMPTables& t) { return t.harmonic; })
+        .scalar("square", [](const GMPTables& t) { return t.square; })
+        .scalar("include_self", [](const GMPTables& t) { return t.include_self; })
+        .cutoff()
+        .scalar("max_power", [](const GMPTables& t) { return t.max_power; }, false)
+        .scalar("n_features", [](const GMPTables& t) { return t.n_feat; }, false)
+        .picklable();
+    gmp_tables.cls().def(
+        "with_harmonic",
+        [](const GMPTables& t, bool harmonic) {
+            auto c = std::make_shared<GMPTables>(t);
+            c->harmonic = harmonic;
+            c->check();
+            return c;
+        },
+        py::arg("harmonic"),
+        "A copy with the harmonic flag set: False makes the kernel take the general Gaussian-moment path.");
+
+    TablesClass<GSFTables> gsf_tables(m, "GSFTables",
+                                      "A GaussianSF descriptor's functions, (n_elements, n_features) per field "
+                                      "(read-only), built once per descriptor and passed to gsf().");
+    gsf_tables.cls().def(py::init(&make_gsf_tables), py::kw_only(), py::arg("kind"), py::arg("el1"), py::arg("el2"),
+                         py::arg("eta"), py::arg("rs"), py::arg("lam"), py::arg("cutoff_kind") = 1,
+                         py::arg("cutoff"), py::arg("cutoff_gamma") = 2.0);
+    gsf_tables
+        .arrays<int64_t>({{"kind", &GSFTables::kind}, {"el1", &GSFTables::el1}, {"el2", &GSFTables::el2}},
+                         &GSFTables::n_feat)
+        .arrays<double>({{"eta", &GSFTables::eta}, {"rs", &GSFTables::rs}, {"lam", &GSFTables::lam}},
+                        &GSFTables::n_feat)
+        .cutoff()
+        .scalar("n_elements", [](const GSFTables& t) { return t.n_elements; }, false)
+        .scalar("n_features", [](const GSFTables& t) { return t.n_feat; }, false)
+        .picklable();
+
+    m.def("gmp", &gmp, py::arg("tables"), py::arg("species"), py::arg("estart"), py::arg("ej"), py::arg("ed"),
+          py::arg("epair"), py::arg("n_pairs"), py::arg("gstart"), py::arg("gB"), py::arg("gbeta"), py::kw_only(),
+          py::arg("derivatives") = true, py::arg("strain") = false, py::arg("float32") = false,
+          py::arg("n_threads") = 0,
+          "GMP features of one structure: (features (n, F), dfeat (P, F, 3) or None, dfeat_strain (n, F, 3, 3) "
+          "or None). species index the densities (gstart, gB, gbeta).");
+    m.def("gsf", &gsf, py::arg("tables"), py::arg("species"), py::arg("estart"), py::arg("ej"), py::arg("ed"),
+          py::arg("epair"), py::arg("n_pairs"), py::kw_only(), py::arg("derivatives") = true,
+          py::arg("strain") = false, py::arg("float32") = false, py::arg("n_threads") = 0,
+          "Gaussian symmetry functions of one structure (as gmp); species index the tables' elements.");
+
     py::class_<GMPInference>(m, "GMPInference")
-        .def(py::init(&make_inference))
-        .def("features", &inference_features)
-        .def("forces", &inference_forces)
+        .def(py::init([](const GMPTables& t, bool tabulate) { return std::make_unique<GMPInference>(t, tabulate); }),
+             py::arg("tables"), py::arg("tabulate") = true)
+        .def("features", &inference_features, py::arg("species"), py::arg("gstart"), py::arg("gB"), py::arg("gbeta"),
+             py::arg("positions"), py::arg("cell"), py::arg("pi"), py::arg("pj"), py::arg("shift"),
+             py::arg("n_threads") = 0)
+        .def("forces", &inference_forces, py::arg("dEdG"), py::arg("n_threads") = 0)
         .def_property_readonly("table_spacing", &GMPInference::table_spacing);
-    m.def("openmp", []() {
-#ifdef _OPENMP
-        return true;
-#else
-        return false;
-#endif
-    });
 }

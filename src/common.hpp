@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 #include <vector>
 #ifdef _OPENMP
 #include <omp.h>
@@ -46,6 +47,14 @@ struct Cutoff {
     int kind;
     double rc;
     double gamma;
+
+    // throws std::invalid_argument for an unknown kind, rc <= 0 or (polynomial) gamma <= 0
+    void check() const {
+        if (kind < 0 || kind > 2)
+            throw std::invalid_argument("cutoff_kind must be 0 (hard), 1 (cosine) or 2 (polynomial)");
+        if (!(rc > 0.0 && std::isfinite(rc))) throw std::invalid_argument("cutoff must be a positive length (Å)");
+        if (kind == 2 && !(gamma > 0.0)) throw std::invalid_argument("cutoff_gamma must be > 0");
+    }
 
     inline void eval(double r, double& fc, double& dfc) const {
         if (r >= rc) {

@@ -8,7 +8,7 @@
 // as monomials (coef, k, l, m). feature_p = sum_c w_c M_c^2 (square) or its
 // square root.
 //
-// Two evaluation paths:
+// Two evaluation paths (gmp.cpp):
 //  * harmonic (solid MCSH): S_c is a harmonic homogeneous polynomial of
 //    degree n, so E[S_c(u)] = S_c(lam d) = lam^n S_c(d) (the Gaussian
 //    smoothing of a harmonic function is itself). M_c then factorizes into a
@@ -19,41 +19,54 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "common.hpp"
 
 namespace amptorch {
 
-struct GMPParams {
-    // per species: gaussians [gstart[s], gstart[s+1]) of (B, beta)
-    const int64_t* gstart;
-    const double* gB;
-    const double* gbeta;
+// A GMP descriptor's probe tables and settings, built once per descriptor
+// (Python: _core.GMPTables) and read by both the training kernel
+// (gmp_compute) and the inference kernel (GMPInference). Make one with
+// check() called last; the kernels trust a checked one.
+struct GMPTables {
     // probe widths
-    int64_t n_sigma;
-    const double* sigma_alpha;  // (n_sigma,) alpha = 1 / (2 sigma^2)
+    std::vector<double> sigma_alpha;  // (n_sigma,) alpha = 1 / (2 sigma^2)
     // probes (features)
-    int64_t n_feat;
-    const int64_t* probe_sigma;  // (F,) index into sigma_alpha
-    const int64_t* probe_order;  // (F,) MCSH order n
-    const double* probe_amp;     // (F,) amplitude A
-    const int64_t* comp_start;   // (F + 1,) components of probe p
-    const double* comp_weight;   // (C,)
-    const int64_t* comp_poly;    // (C,) polynomial of component c
+    std::vector<int64_t> probe_sigma;  // (F,) index into sigma_alpha
+    std::vector<int64_t> probe_order;  // (F,) MCSH order n
+    std::vector<double> probe_amp;     // (F,) amplitude A
+    std::vector<int64_t> comp_start;   // (F + 1,) components of probe p
+    std::vector<double> comp_weight;   // (C,)
+    std::vector<int64_t> comp_poly;    // (C,) polynomial of component c
     // polynomials: monomials [poly_start[q], poly_start[q+1])
-    int64_t n_poly;
-    const int64_t* poly_start;  // (Q + 1,)
-    const double* mono_coef;    // (M,)
-    const int64_t* mono_pow;    // (M, 3)
-    int max_power;
-    bool harmonic;  // every polynomial is harmonic and homogeneous of its probe's order
-    bool square;
-    bool include_self;  // the centre atom's own density (d = 0)
-    Cutoff cutoff;      // kind 0: hard cutoff (the neighbour list's)
+    std::vector<int64_t> poly_start;  // (Q + 1,)
+    std::vector<double> mono_coef;    // (M,)
+    std::vector<int64_t> mono_pow;    // (M, 3)
+    bool harmonic = true;  // every polynomial is harmonic and homogeneous of its probe's order
+    bool square = true;
+    bool include_self = true;      // the centre atom's own density (d = 0)
+    Cutoff cutoff{0, 0.0, 2.0};    // kind 0: hard cutoff (the neighbour list's)
+    // set by check()
+    int64_t n_sigma = 0, n_feat = 0, n_poly = 0;
+    int max_power = 0;  // highest probe order or monomial degree
+
+    // Checks lengths, indices and (harmonic) the polynomials' degrees, and
+    // sets the sizes above; throws std::invalid_argument.
+    void check();
+};
+
+// Density Gaussians of one structure's species: species s has the Gaussians
+// [gstart[s], gstart[s+1]) of amplitude gB and exponent gbeta (Å^-2).
+struct Densities {
+    int64_t n_species;
+    const int64_t* gstart;  // (n_species + 1,)
+    const double* gB;       // (G,)
+    const double* gbeta;    // (G,)
 };
 
 template <typename T>
-void gmp_compute(const Entries& en, const int64_t* species, const GMPParams& prm, const Output<T>& out,
-                 bool derivatives, int n_threads);
+void gmp_compute(const Entries& en, const int64_t* species, const GMPTables& tab, const Densities& dens,
+                 const Output<T>& out, bool derivatives, int n_threads);
 
 }  // namespace amptorch

@@ -31,35 +31,10 @@ inline int thread_id() {
 
 }  // namespace
 
-GMPInference::GMPInference(GMPTables tables, bool tabulate) : tab_(std::move(tables)), tabulate_(tabulate) {
+GMPInference::GMPInference(const GMPTables& tables, bool tabulate) : tab_(tables), tabulate_(tabulate) {
     const auto& t = tab_;
-    const int64_t F = static_cast<int64_t>(t.probe_sigma.size());
-    if (t.probe_order.size() != size_t(F) || t.probe_amp.size() != size_t(F) || t.comp_start.size() != size_t(F + 1))
-        throw std::invalid_argument("probe arrays have inconsistent lengths");
-    if (t.comp_weight.size() != size_t(t.comp_start[F]) || t.comp_poly.size() != size_t(t.comp_start[F]))
-        throw std::invalid_argument("component arrays have inconsistent lengths");
-    if (t.mono_pow.size() != 3 * t.mono_coef.size() || t.poly_start.empty())
-        throw std::invalid_argument("monomial arrays have inconsistent lengths");
-    prm_ = GMPParams{};
-    prm_.n_sigma = static_cast<int64_t>(t.sigma_alpha.size());
-    prm_.sigma_alpha = t.sigma_alpha.data();
-    prm_.n_feat = F;
-    prm_.probe_sigma = t.probe_sigma.data();
-    prm_.probe_order = t.probe_order.data();
-    prm_.probe_amp = t.probe_amp.data();
-    prm_.comp_start = t.comp_start.data();
-    prm_.comp_weight = t.comp_weight.data();
-    prm_.comp_poly = t.comp_poly.data();
-    prm_.n_poly = static_cast<int64_t>(t.poly_start.size()) - 1;
-    prm_.poly_start = t.poly_start.data();
-    prm_.mono_coef = t.mono_coef.data();
-    prm_.mono_pow = t.mono_pow.data();
-    prm_.max_power = t.max_power;
-    prm_.harmonic = true;
-    prm_.square = t.square;
-    prm_.include_self = t.include_self;
-    prm_.cutoff = t.cutoff;
-
+    if (!t.harmonic) throw std::invalid_argument("GMPInference needs harmonic tables (solid MCSH)");
+    const int64_t F = t.n_feat;
     // monomials x^a y^b z^c of degree 0..K, grouped by degree
     const int K = t.max_power;
     const int64_t K1 = K + 1;
@@ -75,30 +50,21 @@ GMPInference::GMPInference(GMPTables tables, bool tabulate) : tab_(std::move(tab
             }
         mono_off_.push_back(mono_off_.back() + k);
     }
-    // each polynomial by monomial index within its degree; all its monomials of one degree
-    const int64_t Q = prm_.n_poly;
-    std::vector<int64_t> degree(static_cast<size_t>(Q), -1);
+    // each polynomial by monomial index within its degree (harmonic tables: one degree, its probe's order)
+    const int64_t Q = t.n_poly;
     pterm_start_.assign(1, 0);
     for (int64_t q = 0; q < Q; ++q) {
         for (int64_t m = t.poly_start[q]; m < t.poly_start[q + 1]; ++m) {
             const int64_t a = t.mono_pow[3 * m], b = t.mono_pow[3 * m + 1], c = t.mono_pow[3 * m + 2];
-            if (a < 0 || b < 0 || c < 0 || a + b + c > K) throw std::invalid_argument("monomial power out of range");
-            if (degree[q] >= 0 && degree[q] != a + b + c)
-                throw std::invalid_argument("GMPInference needs homogeneous (solid harmonic) polynomials");
-            degree[q] = a + b + c;
             pterm_mono_.push_back(local[(a * K1 + b) * K1 + c]);
             pterm_coef_.push_back(t.mono_coef[m]);
         }
         pterm_start_.push_back(static_cast<int64_t>(pterm_mono_.size()));
     }
     // one T block per (width, order) in use
-    std::vector<int64_t> block_of(static_cast<size_t>(prm_.n_sigma * K1), -1);
+    std::vector<int64_t> block_of(static_cast<size_t>(t.n_sigma * K1), -1);
     for (int64_t f = 0; f < F; ++f) {
         const int64_t n = t.probe_order[f], sg = t.probe_sigma[f];
-        if (n < 0 || n > K || sg < 0 || sg >= prm_.n_sigma) throw std::invalid_argument("probe index out of range");
-        for (int64_t c = t.comp_start[f]; c < t.comp_start[f + 1]; ++c)
-            if (degree[t.comp_poly[c]] >= 0 && degree[t.comp_poly[c]] != n)
-                throw std::invalid_argument("GMPInference needs polynomials of their probe's order");
         int64_t& b = block_of[sg * K1 + n];
         if (b < 0) {
             b = static_cast<int64_t>(blk_off_.size());
@@ -131,21 +97,23 @@ void RadialTable::exact(const RadialConstants& rc, int64_t s, double r, double* 
         }
 }
 
-bool RadialTable::same_densities(int64_t n_sp, const int64_t* gs, const double* b, const double* beta) const {
+bool RadialTable::same_densities(const Densities& dens) const {
+    const int64_t n_sp = dens.n_species;
     if (n_sp != n_species || gstart.empty()) return false;
-    if (!std::equal(gs, gs + n_sp + 1, gstart.begin())) return false;
-    const int64_t G = gs[n_sp];
-    return std::equal(b, b + G, gB.begin()) && std::equal(beta, beta + G, gbeta.begin());
+    if (!std::equal(dens.gstart, dens.gstart + n_sp + 1, gstart.begin())) return false;
+    const int64_t G = dens.gstart[n_sp];
+    return std::equal(dens.gB, dens.gB + G, gB.begin()) && std::equal(dens.gbeta, dens.gbeta + G, gbeta.begin());
 }
 
-void RadialTable::build(const GMPParams& prm, int64_t n_sp, double rmax, double tol) {
-    const RadialConstants rc(prm, n_sp);
-    const int K = prm.max_power;
+void RadialTable::build(const GMPTables& tab, const Densities& dens, double rmax, double tol) {
+    const RadialConstants rc(tab, dens);
+    const int K = tab.max_power;
+    const int64_t n_sp = dens.n_species;
     n_species = n_sp;
-    NR = prm.n_sigma * (K + 1);
-    gstart.assign(prm.gstart, prm.gstart + n_sp + 1);
-    gB.assign(prm.gB, prm.gB + prm.gstart[n_sp]);
-    gbeta.assign(prm.gbeta, prm.gbeta + prm.gstart[n_sp]);
+    NR = tab.n_sigma * (K + 1);
+    gstart.assign(dens.gstart, dens.gstart + n_sp + 1);
+    gB.assign(dens.gB, dens.gB + dens.gstart[n_sp]);
+    gbeta.assign(dens.gbeta, dens.gbeta + dens.gstart[n_sp]);
     std::vector<double> f(NR), f1(NR), f2(NR), v(NR), dv(NR), scale(NR), scale1(NR);
     for (h = 0.02; ; h *= 0.5) {
         inv_h = 1.0 / h;
@@ -204,7 +172,7 @@ void RadialTable::build(const GMPParams& prm, int64_t n_sp, double rmax, double 
 // species, out[NR:2NR] = (dR/dr)/r if with_rr, then the same for i's species if it differs.
 void GMPInference::pair_radial(const RadialConstants& radial, bool table, int64_t si, int64_t sj, double r2,
                                double r, double fc, double dfc, double* out, bool with_rr, double* tmp) const {
-    const int64_t NR = prm_.n_sigma * (prm_.max_power + 1);
+    const int64_t NR = tab_.n_sigma * (tab_.max_power + 1);
     for (int side = 0; side < (si != sj ? 2 : 1); ++side) {
         const int64_t s = side ? si : sj;
         double* rn = out + 2 * NR * side;
@@ -218,7 +186,7 @@ void GMPInference::pair_radial(const RadialConstants& radial, bool table, int64_
 
 // Monomial values d^mu (NM,) from powers P (3, K + 1) of the components of d.
 void GMPInference::monomials(const double* d, double* mono, double* P) const {
-    const int K = prm_.max_power;
+    const int K = tab_.max_power;
     double* Px = P;
     double* Py = P + K + 1;
     double* Pz = P + 2 * (K + 1);
@@ -232,11 +200,10 @@ void GMPInference::monomials(const double* d, double* mono, double* P) const {
     }
 }
 
-std::pair<int64_t, double> GMPInference::features(int64_t n_atoms, const int64_t* species, const int64_t* gstart,
-                                                  int64_t n_species, const double* gB, const double* gbeta,
+std::pair<int64_t, double> GMPInference::features(int64_t n_atoms, const int64_t* species, const Densities& dens,
                                                   const double* positions, const double* cell,
                                                   const HalfPairs& pairs, double* feat, int n_threads) {
-    const int64_t P = pairs.n_pairs;
+    const int64_t P = pairs.n_pairs, n_species = dens.n_species;
     for (int64_t a = 0; a < n_atoms; ++a)
         if (species[a] < 0 || species[a] >= n_species) throw std::invalid_argument("species index out of range");
     for (int64_t p = 0; p < P; ++p)
@@ -244,24 +211,20 @@ std::pair<int64_t, double> GMPInference::features(int64_t n_atoms, const int64_t
             throw std::invalid_argument("pair atom index out of range");
     n_atoms_ = n_atoms;
     species_.assign(species, species + n_atoms);
-    gstart_.assign(gstart, gstart + n_species + 1);
-    gB_.assign(gB, gB + gstart[n_species]);
-    gbeta_.assign(gbeta, gbeta + gstart[n_species]);
-    prm_.gstart = gstart_.data();
-    prm_.gB = gB_.data();
-    prm_.gbeta = gbeta_.data();
+    gstart_.assign(dens.gstart, dens.gstart + n_species + 1);
+    gB_.assign(dens.gB, dens.gB + dens.gstart[n_species]);
+    gbeta_.assign(dens.gbeta, dens.gbeta + dens.gstart[n_species]);
     pi_.assign(pairs.pi, pairs.pi + P);
     pj_.assign(pairs.pj, pairs.pj + P);
     d_.resize(static_cast<size_t>(P) * 3);
     live_.assign(static_cast<size_t>(P), 0);
 
-    const RadialConstants radial(prm_, n_species);
-    if (tabulate_ && !table_.same_densities(n_species, gstart, gB, gbeta))
-        table_.build(prm_, n_species, prm_.cutoff.rc, kTableTol);
+    const RadialConstants radial(tab_, dens);
+    if (tabulate_ && !table_.same_densities(dens)) table_.build(tab_, dens, tab_.cutoff.rc, kTableTol);
     const bool table = use_table();
-    const int64_t F = prm_.n_feat, C = prm_.comp_start[F], NT = n_t_, NB = static_cast<int64_t>(blk_off_.size());
-    const int K = prm_.max_power;
-    const int64_t NR = prm_.n_sigma * (K + 1), NM = mono_off_.back();
+    const int64_t F = tab_.n_feat, C = tab_.comp_start[F], NT = n_t_, NB = static_cast<int64_t>(blk_off_.size());
+    const int K = tab_.max_power;
+    const int64_t NR = tab_.n_sigma * (K + 1), NM = mono_off_.back();
     // per pair: R, R'/r of the neighbour seen from i (species of j), then of i seen from j if the species differ
     const int64_t stride = (n_species > 1 ? 4 : 2) * NR;
     cached_ = P * stride * int64_t(sizeof(double)) <= kCacheBytes;
@@ -269,7 +232,7 @@ std::pair<int64_t, double> GMPInference::features(int64_t n_atoms, const int64_t
         radial_cache_.resize(static_cast<size_t>(P * stride));
     else
         radial_cache_.clear();
-    const double rc2 = prm_.cutoff.rc * prm_.cutoff.rc;
+    const double rc2 = tab_.cutoff.rc * tab_.cutoff.rc;
 
     const int T = team_size(n_threads);
     std::vector<double> Tbuf(static_cast<size_t>(T) * n_atoms * NT, 0.0);
@@ -283,7 +246,7 @@ std::pair<int64_t, double> GMPInference::features(int64_t n_atoms, const int64_t
     {
         const int tid = thread_id();
         double* Tm = &Tbuf[static_cast<size_t>(tid) * n_atoms * NT];
-        std::vector<double> mono(NM), pw(3 * (K + 1)), buf(4 * NR), tmp(radial.scratch(n_species)), M(C);
+        std::vector<double> mono(NM), pw(3 * (K + 1)), buf(4 * NR), tmp(radial.scratch()), M(C);
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -302,7 +265,7 @@ std::pair<int64_t, double> GMPInference::features(int64_t n_atoms, const int64_t
             if (!(r2 < rc2)) continue;
             const double r = std::sqrt(r2);
             double fc = 1.0, dfc = 0.0;
-            if (prm_.cutoff.kind != 0) prm_.cutoff.eval(r, fc, dfc);
+            if (tab_.cutoff.kind != 0) tab_.cutoff.eval(r, fc, dfc);
             if (fc == 0.0 && dfc == 0.0) continue;
             live_[p] = 1;
             const int64_t si = species_[i], sj = species_[j];
@@ -326,7 +289,7 @@ std::pair<int64_t, double> GMPInference::features(int64_t n_atoms, const int64_t
                 }
             }
         }
-        if (prm_.include_self) {
+        if (tab_.include_self) {
             // the centre's own density at d = 0 (no cutoff factor, no position derivative):
             // only degree-0 monomials are nonzero there
 #ifdef _OPENMP
@@ -350,14 +313,14 @@ std::pair<int64_t, double> GMPInference::features(int64_t n_atoms, const int64_t
             }
             for (int64_t f = 0; f < F; ++f) {
                 const double* tb = Ti + blk_off_[feat_blk_[f]];
-                for (int64_t c = prm_.comp_start[f]; c < prm_.comp_start[f + 1]; ++c) {
-                    const int64_t q = prm_.comp_poly[c];
+                for (int64_t c = tab_.comp_start[f]; c < tab_.comp_start[f + 1]; ++c) {
+                    const int64_t q = tab_.comp_poly[c];
                     double s = 0.0;
                     for (int64_t k = pterm_start_[q]; k < pterm_start_[q + 1]; ++k) s += pterm_coef_[k] * tb[pterm_mono_[k]];
-                    M[c] = prm_.probe_amp[f] * s;
+                    M[c] = tab_.probe_amp[f] * s;
                 }
             }
-            features_from_moments(prm_, M.data(), feat + i * F, &dS_[static_cast<size_t>(i) * C]);
+            features_from_moments(tab_, M.data(), feat + i * F, &dS_[static_cast<size_t>(i) * C]);
         }
     }
     int64_t bp = -1;
@@ -373,22 +336,22 @@ std::pair<int64_t, double> GMPInference::features(int64_t n_atoms, const int64_t
 void GMPInference::forces(const double* dEdG, double* forces, double* virial, int n_threads) {
     if (n_atoms_ < 0) throw std::logic_error("forces() called before features()");
     const int64_t n = n_atoms_, P = static_cast<int64_t>(pi_.size());
-    const int64_t F = prm_.n_feat, C = prm_.comp_start[F], NT = n_t_, NB = static_cast<int64_t>(blk_off_.size());
-    const int K = prm_.max_power;
-    const int64_t NR = prm_.n_sigma * (K + 1), NM = mono_off_.back();
+    const int64_t F = tab_.n_feat, C = tab_.comp_start[F], NT = n_t_, NB = static_cast<int64_t>(blk_off_.size());
+    const int K = tab_.max_power;
+    const int64_t NR = tab_.n_sigma * (K + 1), NM = mono_off_.back();
     const int64_t n_species = static_cast<int64_t>(gstart_.size()) - 1;
     const int64_t stride = (n_species > 1 ? 4 : 2) * NR;
-    const RadialConstants radial(prm_, n_species);
+    const RadialConstants radial(tab_, densities());
 
     // U = dE/dT of every atom: dE/dM_c = dEdG_f dS_c, M_c = A_f sum_mu a_c,mu T[mu]
     std::vector<double> U(static_cast<size_t>(n) * NT, 0.0);
     for (int64_t i = 0; i < n; ++i)
         for (int64_t f = 0; f < F; ++f) {
             double* ub = &U[static_cast<size_t>(i * NT + blk_off_[feat_blk_[f]])];
-            const double a = dEdG[i * F + f] * prm_.probe_amp[f];
-            for (int64_t c = prm_.comp_start[f]; c < prm_.comp_start[f + 1]; ++c) {
+            const double a = dEdG[i * F + f] * tab_.probe_amp[f];
+            for (int64_t c = tab_.comp_start[f]; c < tab_.comp_start[f + 1]; ++c) {
                 const double v = a * dS_[static_cast<size_t>(i * C + c)];
-                const int64_t q = prm_.comp_poly[c];
+                const int64_t q = tab_.comp_poly[c];
                 for (int64_t k = pterm_start_[q]; k < pterm_start_[q + 1]; ++k) ub[pterm_mono_[k]] += v * pterm_coef_[k];
             }
         }
@@ -403,7 +366,7 @@ void GMPInference::forces(const double* dEdG, double* forces, double* virial, in
         double* Ft = &Fbuf[static_cast<size_t>(tid) * n * 3];
         double* Wt = &Wbuf[static_cast<size_t>(tid) * 9];
         std::vector<double> cg(NM), cv(NM), mono(NM), pw(3 * (K + 1)), buf(4 * NR),
-            tmp(radial.scratch(n_species));
+            tmp(radial.scratch());
 #ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
@@ -418,7 +381,7 @@ void GMPInference::forces(const double* dEdG, double* forces, double* virial, in
             } else {
                 const double r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2], r = std::sqrt(r2);
                 double fc = 1.0, dfc = 0.0;
-                if (prm_.cutoff.kind != 0) prm_.cutoff.eval(r, fc, dfc);
+                if (tab_.cutoff.kind != 0) tab_.cutoff.eval(r, fc, dfc);
                 pair_radial(radial, use_table(), si, sj, r2, r, fc, dfc, buf.data(), true, tmp.data());
                 rj = buf.data();
             }

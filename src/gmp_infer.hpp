@@ -32,16 +32,6 @@
 
 namespace amptorch {
 
-// Owned copies of a GMP descriptor's probe tables (GMPParams holds views).
-struct GMPTables {
-    std::vector<double> sigma_alpha, probe_amp, comp_weight, mono_coef;
-    std::vector<int64_t> probe_sigma, probe_order, comp_start, comp_poly, poly_start, mono_pow;
-    int max_power = 0;
-    bool square = false;
-    bool include_self = true;
-    Cutoff cutoff{0, 0.0, 2.0};
-};
-
 // Candidate pairs of a half neighbour list: image of atom j at
 // r_j + shift . cell - r_i; each unordered pair of images appears once.
 struct HalfPairs {
@@ -66,8 +56,8 @@ struct RadialTable {
 
     // exact R0, dR0/dr, d2R0/dr2 of species s at r into (NR,) arrays
     static void exact(const RadialConstants& rc, int64_t s, double r, double* f, double* f1, double* f2);
-    void build(const GMPParams& prm, int64_t n_species, double rmax, double tol);
-    bool same_densities(int64_t n_sp, const int64_t* gs, const double* b, const double* beta) const;
+    void build(const GMPTables& tab, const Densities& dens, double rmax, double tol);
+    bool same_densities(const Densities& dens) const;
     // R_n = fc R0_n and (dR_n/dr) / r of species s at 0 <= r < rmax
     inline void eval(int64_t s, double r, double fc, double dfc, double* rn, double* rr) const {
         double u = r * inv_h;
@@ -91,17 +81,16 @@ struct RadialTable {
 
 class GMPInference {
    public:
-    // Throws std::invalid_argument unless every component polynomial is
-    // homogeneous of its probe's order (true of the solid MCSH).
+    // Throws std::invalid_argument unless the tables are harmonic (solid MCSH:
+    // every component polynomial harmonic and homogeneous of its probe's order).
     // tabulate: radial sums from RadialTable splines (error < 1e-11 of each function's
     // scale) instead of 25-odd exp calls per pair; false: exact, as the training kernel.
-    explicit GMPInference(GMPTables tables, bool tabulate = false);
+    explicit GMPInference(const GMPTables& tables, bool tabulate = false);
 
-    // Features (n_atoms, F) into feat (float64). Density Gaussians per
-    // species as in GMPParams (gstart, gB, gbeta). Pairs at r >= cutoff are
-    // skipped. Returns (pair index, r^2) of the closest candidate pair (-1 if none).
-    std::pair<int64_t, double> features(int64_t n_atoms, const int64_t* species, const int64_t* gstart,
-                                        int64_t n_species, const double* gB, const double* gbeta,
+    // Features (n_atoms, F) into feat (float64), species[a] indexing dens.
+    // Pairs at r >= cutoff are skipped. Returns (pair index, r^2) of the
+    // closest candidate pair (-1 if none).
+    std::pair<int64_t, double> features(int64_t n_atoms, const int64_t* species, const Densities& dens,
                                         const double* positions, const double* cell, const HalfPairs& pairs,
                                         double* feat, int n_threads);
 
@@ -109,14 +98,13 @@ class GMPInference {
     // dEdG (n_atoms, F) eV per feature unit, for the structure of the last features() call.
     void forces(const double* dEdG, double* forces, double* virial, int n_threads);
 
-    int64_t n_features() const { return prm_.n_feat; }
+    int64_t n_features() const { return tab_.n_feat; }
     int64_t n_atoms() const { return n_atoms_; }
     // grid spacing (Å) of the radial table in use; 0 when the sums are exact
     double table_spacing() const { return use_table() ? table_.h : 0.0; }
 
    private:
-    GMPTables tab_;
-    GMPParams prm_;
+    const GMPTables tab_;
     // monomial tables: degree-n monomials are mono_off_[n] .. mono_off_[n + 1] - 1,
     // exponents mono_abc_ (NM, 3)
     std::vector<int64_t> mono_off_, mono_abc_;
@@ -138,6 +126,10 @@ class GMPInference {
 
     // splines asked for and accurate enough on some grid (else the exact sums)
     bool use_table() const { return tabulate_ && table_.n_int > 0; }
+    // the densities of the last features() call (its copies)
+    Densities densities() const {
+        return {static_cast<int64_t>(gstart_.size()) - 1, gstart_.data(), gB_.data(), gbeta_.data()};
+    }
     void monomials(const double* d, double* mono, double* P) const;
     void pair_radial(const RadialConstants& radial, bool table, int64_t si, int64_t sj, double r2, double r,
                      double fc, double dfc, double* out, bool with_rr, double* tmp) const;

@@ -21,11 +21,11 @@
 namespace amptorch {
 
 // Polynomial q from per-axis tables: value and gradient (gradient only if g).
-inline double poly_eval(const GMPParams& prm, int64_t q, const double* Px, const double* Py, const double* Pz,
+inline double poly_eval(const GMPTables& prm, int64_t q, const double* Px, const double* Py, const double* Pz,
                         const double* dPx, const double* dPy, const double* dPz, double* g) {
     double v = 0.0, gx = 0.0, gy = 0.0, gz = 0.0;
     for (int64_t m = prm.poly_start[q]; m < prm.poly_start[q + 1]; ++m) {
-        const int64_t* pw = prm.mono_pow + 3 * m;
+        const int64_t* pw = &prm.mono_pow[3 * m];
         const double cf = prm.mono_coef[m];
         const double a = Px[pw[0]], b = Py[pw[1]], c = Pz[pw[2]];
         v += cf * a * b * c;
@@ -97,16 +97,18 @@ inline void powers(double u, int K, double* P, double* dP = nullptr) {
 struct RadialConstants {
     int64_t n_sigma = 0;
     int K = 0;
+    int64_t n_species = 0;
     const int64_t* gstart = nullptr;
     const double* alpha = nullptr;
     std::vector<double> pref, glam, gexp;
     std::vector<double> lampow;  // (NG n_sigma, K + 2) lam^n
     std::vector<char> used;      // (n_sigma,) some probe has this width
 
-    RadialConstants(const GMPParams& prm, int64_t n_species) : n_sigma(prm.n_sigma), K(prm.max_power) {
-        gstart = prm.gstart;
-        alpha = prm.sigma_alpha;
-        const int64_t NG = prm.gstart[n_species];
+    RadialConstants(const GMPTables& prm, const Densities& dens)
+        : n_sigma(prm.n_sigma), K(prm.max_power), n_species(dens.n_species) {
+        gstart = dens.gstart;
+        alpha = prm.sigma_alpha.data();
+        const int64_t NG = dens.gstart[n_species];
         pref.resize(NG * n_sigma);
         glam.resize(NG * n_sigma);
         gexp.resize(NG * n_sigma);
@@ -114,8 +116,8 @@ struct RadialConstants {
         for (int64_t gq = 0; gq < NG; ++gq)
             for (int64_t sg = 0; sg < n_sigma; ++sg) {
                 const int64_t k = gq * n_sigma + sg;
-                const double a = prm.sigma_alpha[sg], beta = prm.gbeta[gq], gam = a + beta, lam = beta / gam;
-                pref[k] = prm.gB[gq] * std::pow(kPi / gam, 1.5);
+                const double a = prm.sigma_alpha[sg], beta = dens.gbeta[gq], gam = a + beta, lam = beta / gam;
+                pref[k] = dens.gB[gq] * std::pow(kPi / gam, 1.5);
                 glam[k] = lam;
                 gexp[k] = a * beta / gam;
                 double lp = 1.0;
@@ -127,7 +129,7 @@ struct RadialConstants {
 
     // Radial sums of a neighbour of species s at r (r2 = r^2) with cutoff
     // value fc and slope dfc: rn[sg (K+1) + n] = R_n and, if rr, rr[...] = (dR_n/dr) / r.
-    // tmp: scratch of scratch(n_species) doubles.
+    // tmp: scratch of scratch() doubles.
     inline void eval(int64_t s, double r2, double r, double fc, double dfc, double* rn, double* rr,
                      double* tmp) const {
         const int K2 = K + 2, top = rr ? K + 2 : K + 1;  // powers needed
@@ -165,7 +167,7 @@ struct RadialConstants {
     }
 
     // scratch size eval() needs
-    int64_t scratch(int64_t n_species) const {
+    int64_t scratch() const {
         int64_t m = 0;
         for (int64_t s = 0; s < n_species; ++s) m = std::max<int64_t>(m, gstart[s + 1] - gstart[s]);
         return m * n_sigma + n_sigma * (K + 2);
@@ -178,7 +180,7 @@ struct Angular {
 
     explicit Angular(int K) : Px(K + 1), Py(K + 1), Pz(K + 1), dPx(K + 1), dPy(K + 1), dPz(K + 1) {}
 
-    inline void eval(const GMPParams& prm, const double* d, double* S, double* dS) {
+    inline void eval(const GMPTables& prm, const double* d, double* S, double* dS) {
         const int K = prm.max_power;
         powers(d[0], K, Px.data(), dPx.data());
         powers(d[1], K, Py.data(), dPy.data());
@@ -191,7 +193,7 @@ struct Angular {
 
 // Feature p of one atom from its moments M (C,), and d feature / d M_c into dS (C,).
 template <typename T>
-inline void features_from_moments(const GMPParams& prm, const double* M, T* feat, double* dS) {
+inline void features_from_moments(const GMPTables& prm, const double* M, T* feat, double* dS) {
     for (int64_t p = 0; p < prm.n_feat; ++p) {
         double sum = 0.0;
         for (int64_t c = prm.comp_start[p]; c < prm.comp_start[p + 1]; ++c) sum += prm.comp_weight[c] * M[c] * M[c];

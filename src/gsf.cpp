@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <vector>
 
 #ifdef _OPENMP
@@ -10,11 +11,29 @@
 
 namespace amptorch {
 
+void GSFTables::check(int64_t n_elements_) {
+    n_elements = n_elements_;
+    const size_t rows = kind.size();
+    if (n_elements < 1 || rows == 0 || rows % n_elements != 0)
+        throw std::invalid_argument("GSFTables: kind must be (n_elements, n_features), both >= 1");
+    n_feat = static_cast<int64_t>(rows) / n_elements;
+    for (const size_t n : {el1.size(), el2.size(), eta.size(), rs.size(), lam.size()})
+        if (n != rows) throw std::invalid_argument("GSFTables: kind, el1, el2, eta, rs, lam must have one shape");
+    for (size_t r = 0; r < rows; ++r) {
+        if (kind[r] != 2 && kind[r] != 4 && kind[r] != 5)
+            throw std::invalid_argument("GSFTables: kind must be 2, 4 or 5");
+        const bool angular = kind[r] != 2;
+        if (el1[r] < 0 || el1[r] >= n_elements || el2[r] < 0 || el2[r] >= n_elements || (angular && el2[r] < el1[r]))
+            throw std::invalid_argument("GSFTables: el1, el2 must be channels 0..n_elements-1 with el1 <= el2");
+    }
+    cutoff.check();
+}
+
 template <typename T>
-void gsf_compute(const Entries& en, const int64_t* species, const GSFParams& prm, const Output<T>& out,
+void gsf_compute(const Entries& en, const int64_t* species, const GSFTables& prm, const Output<T>& out,
                  bool derivatives, int n_threads) {
     const int64_t F = prm.n_feat;
-    const int64_t NC = prm.n_channels;
+    const int64_t NC = prm.n_elements;
     // Feature lists per (centre species, channel) for G2 and per (centre
     // species, channel pair) for G4/G5, so each neighbour (pair) visits only
     // the features it contributes to.
@@ -59,7 +78,7 @@ void gsf_compute(const Entries& en, const int64_t* species, const GSFParams& prm
             // radial
             for (int64_t a = 0; a < n_e; ++a) {
                 if (fc[a] == 0.0 && dfc[a] == 0.0) continue;
-                const int64_t ch = prm.channel[species[en.ej[e0 + a]]];
+                const int64_t ch = species[en.ej[e0 + a]];
                 const double* d = D + 3 * a;
                 for (int64_t f : radial[s * NC + ch]) {
                     const int64_t row = s * F + f;
@@ -78,11 +97,11 @@ void gsf_compute(const Entries& en, const int64_t* species, const GSFParams& prm
             // angular: unordered pairs of neighbour images
             for (int64_t a = 0; a < n_e; ++a) {
                 if (fc[a] == 0.0) continue;
-                const int64_t cha = prm.channel[species[en.ej[e0 + a]]];
+                const int64_t cha = species[en.ej[e0 + a]];
                 const double* da = D + 3 * a;
                 for (int64_t b = a + 1; b < n_e; ++b) {
                     if (fc[b] == 0.0) continue;
-                    const int64_t chb = prm.channel[species[en.ej[e0 + b]]];
+                    const int64_t chb = species[en.ej[e0 + b]];
                     const int64_t lo = std::min(cha, chb), hi = std::max(cha, chb);
                     const std::vector<int64_t>& feats = angular[(s * NC + lo) * NC + hi];
                     if (feats.empty()) continue;
@@ -143,8 +162,8 @@ void gsf_compute(const Entries& en, const int64_t* species, const GSFParams& prm
     }
 }
 
-template void gsf_compute<double>(const Entries&, const int64_t*, const GSFParams&, const Output<double>&, bool,
+template void gsf_compute<double>(const Entries&, const int64_t*, const GSFTables&, const Output<double>&, bool,
                                   int);
-template void gsf_compute<float>(const Entries&, const int64_t*, const GSFParams&, const Output<float>&, bool, int);
+template void gsf_compute<float>(const Entries&, const int64_t*, const GSFTables&, const Output<float>&, bool, int);
 
 }  // namespace amptorch

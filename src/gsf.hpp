@@ -10,27 +10,32 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "common.hpp"
 
 namespace amptorch {
 
-struct GSFParams {
-    int64_t n_feat;
-    int64_t n_channels;      // number of neighbour element channels
-    const int64_t* channel;  // (n_species,) element channel of each species
-    // per centre species s, feature f: row (s * F + f)
-    const int64_t* kind;  // 2, 4 or 5
-    const int64_t* el1;   // channel of neighbour j (G2) or the smaller of the pair
-    const int64_t* el2;   // the larger channel of the pair (angular), unused for G2
-    const double* eta;    // 1/Angstrom^2
-    const double* rs;     // G2: Rs (Angstrom); angular: zeta
-    const double* lam;    // angular: lambda (+1 or -1)
-    Cutoff cutoff;
+// A GaussianSF descriptor's functions, built once per descriptor (Python:
+// _core.GSFTables). Elements e = 0..S-1 are the descriptor's elements (sorted
+// by Z); they are both the centre species the kernel is given and the
+// neighbour channels. Row e * F + f: function f of a centre of element e.
+struct GSFTables {
+    std::vector<int64_t> kind;  // (S, F) 2, 4 or 5
+    std::vector<int64_t> el1;   // channel of neighbour j (G2) or the smaller of the pair
+    std::vector<int64_t> el2;   // the larger channel of the pair (angular), unused for G2
+    std::vector<double> eta;    // 1/Angstrom^2
+    std::vector<double> rs;     // G2: Rs (Angstrom); angular: zeta
+    std::vector<double> lam;    // angular: lambda (+1 or -1)
+    Cutoff cutoff{1, 0.0, 2.0};
+    int64_t n_elements = 0, n_feat = 0;
+
+    // Checks lengths and channels for S = n_elements rows; throws std::invalid_argument.
+    void check(int64_t n_elements_);
 };
 
 template <typename T>
-void gsf_compute(const Entries& en, const int64_t* species, const GSFParams& prm, const Output<T>& out,
+void gsf_compute(const Entries& en, const int64_t* species, const GSFTables& prm, const Output<T>& out,
                  bool derivatives, int n_threads);
 
 }  // namespace amptorch

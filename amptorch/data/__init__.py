@@ -6,7 +6,7 @@ Imports ``descriptors`` and torch; knows nothing of models or training.
 
 from amptorch.data.baseline import EnergyBaseline
 from amptorch.data.batch import Batch, collate
-from amptorch.data.dataset import AtomsDataset, make_loader
+from amptorch.data.dataset import AtomsDataset, RecordView
 from amptorch.data.featurize import featurize, structure_hash
 from amptorch.data.io import check_labels, labels, read_structures
 from amptorch.data.lmdb import LmdbDataset, get_lmdb_dataset, read_metadata, update_metadata, write_lmdb
@@ -26,7 +26,7 @@ __all__ = [
     "featurize",
     "get_lmdb_dataset",
     "labels",
-    "make_loader",
+    "RecordView",
     "read_metadata",
     "read_structures",
     "structure_hash",

@@ -1,14 +1,12 @@
-"""In-memory dataset of FeatureRecords and a DataLoader that yields Batches."""
+"""In-memory dataset of FeatureRecords, and a lazy view of a split of any dataset."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from amptorch.data.batch import collate
 from amptorch.descriptors.record import FeatureRecord
 from amptorch.errors import InputError, where
 
@@ -16,8 +14,8 @@ from amptorch.errors import InputError, where
 class AtomsDataset(Dataset):
     """A list of FeatureRecords (one per structure) as a torch Dataset.
 
-    ``dataset[k]`` is the k-th FeatureRecord; ``make_loader`` batches them
-    with :func:`amptorch.data.batch.collate`.
+    ``dataset[k]`` is the k-th FeatureRecord; a DataLoader with
+    ``collate_fn=amptorch.data.collate`` batches them.
 
     Args:
         records: FeatureRecords that share one feature length F.
@@ -89,42 +87,4 @@ class RecordView(Dataset, Sequence):
         return self.source[self.indices[index]]
 
 
-def make_loader(
-    dataset: Dataset,
-    batch_size: int = 32,
-    shuffle: bool = False,
-    seed: int | None = 0,
-    num_workers: int = 0,
-    drop_last: bool = False,
-    **kwargs,
-) -> DataLoader:
-    """A DataLoader yielding :class:`~amptorch.data.batch.Batch` objects.
-
-    Args:
-        dataset: any Dataset of FeatureRecords (AtomsDataset, LmdbDataset).
-        batch_size: structures per batch.
-        shuffle: reshuffle every epoch, reproducibly from ``seed``.
-        seed: seed of the shuffling generator (None: torch's global RNG).
-        num_workers: DataLoader worker processes.
-        drop_last: drop a last, smaller batch.
-        kwargs: passed to ``torch.utils.data.DataLoader``.
-    """
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
-        raise InputError(f"batch_size: got {batch_size!r}; expected a positive integer")
-    generator = None
-    if seed is not None:
-        generator = torch.Generator()
-        generator.manual_seed(int(seed))
-    return DataLoader(
-        dataset,
-        batch_size=int(batch_size),
-        shuffle=shuffle,
-        collate_fn=collate,
-        num_workers=num_workers,
-        drop_last=drop_last,
-        generator=generator,
-        **kwargs,
-    )
-
-
-__all__ = ["AtomsDataset", "make_loader"]
+__all__ = ["AtomsDataset", "RecordView"]

@@ -22,7 +22,7 @@ from amptorch.errors import InputError, where
 PathLike = str | os.PathLike
 
 
-def _read_file(path: PathLike) -> list[Atoms]:
+def _read_file(path: PathLike, field: str) -> list[Atoms]:
     """Every frame of one file (anything ``ase.io.read(path, ":")`` opens)."""
     import ase.io
 
@@ -30,17 +30,16 @@ def _read_file(path: PathLike) -> list[Atoms]:
         frames = ase.io.read(os.fspath(path), ":")
     except Exception as err:  # ase raises many kinds; turn all into one clear message
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise InputError(
-            f"raw_data: could not read {os.fspath(path)!r} ({msg}); expected a file ase.io.read opens"
-        ) from None
+        expected = "expected a file ase.io.read opens"
+        raise InputError(f"could not read {os.fspath(path)!r} ({msg}); {expected}", field) from None
     if isinstance(frames, Atoms):
         frames = [frames]
     if not frames:
-        raise InputError(f"raw_data: {os.fspath(path)!r} holds no structures; expected at least one frame")
+        raise InputError(f"{os.fspath(path)!r} holds no structures; expected at least one frame", field)
     return list(frames)
 
 
-def _expand(path: PathLike) -> list[str]:
+def _expand(path: PathLike, field: str) -> list[str]:
     """A path that exists, or the sorted files a glob pattern matches."""
     p = os.fspath(path)
     if os.path.exists(p):
@@ -48,14 +47,14 @@ def _expand(path: PathLike) -> list[str]:
     if glob.has_magic(p):
         hits = sorted(h for h in glob.glob(p) if os.path.isfile(h))
         if not hits:
-            raise InputError(
-                f"raw_data: the pattern {p!r} matches no file; expected a path or glob of structure files"
-            )
+            raise InputError(f"the pattern {p!r} matches no file; expected a path or glob of structure files", field)
         return hits
-    raise InputError(f"raw_data: no such file {p!r}; expected a path or glob of structure files")
+    raise InputError(f"no such file {p!r}; expected a path or glob of structure files", field)
 
 
-def read_structures(source: Atoms | PathLike | Sequence[Atoms | PathLike] | Iterable[Atoms]) -> list[Atoms]:
+def read_structures(
+    source: Atoms | PathLike | Sequence[Atoms | PathLike] | Iterable[Atoms], field: str = "raw_data"
+) -> list[Atoms]:
     """Structures from Atoms, a list of Atoms, a file, a glob, or a list of those.
 
     Args:
@@ -64,6 +63,7 @@ def read_structures(source: Atoms | PathLike | Sequence[Atoms | PathLike] | Iter
             ``ase.io.read(path, ":")`` opens (extxyz, ASE db, OUTCAR, ...);
             or a list mixing Atoms and paths. Files are read in the order
             given; a glob's matches in sorted order.
+        field: the name errors give the source (the config key, a CLI argument).
 
     Returns:
         The structures, in order (the list given is not copied atom by atom).
@@ -76,24 +76,24 @@ def read_structures(source: Atoms | PathLike | Sequence[Atoms | PathLike] | Iter
         return [source]
     if isinstance(source, (str, os.PathLike)):
         out: list[Atoms] = []
-        for f in _expand(source):
-            out.extend(_read_file(f))
+        for f in _expand(source, field):
+            out.extend(_read_file(f, field))
         return out
     if source is None or isinstance(source, (bytes, dict)) or not isinstance(source, Iterable):
         raise InputError(
-            f"raw_data: got {type(source).__name__}; expected ase.Atoms, a list of them, or a file path/glob"
+            f"got {type(source).__name__}; expected ase.Atoms, a list of them, or a file path/glob", field
         )
     out = []
     for k, item in enumerate(source):
         if isinstance(item, Atoms):
             out.append(item)
         elif isinstance(item, (str, os.PathLike)):
-            for f in _expand(item):
-                out.extend(_read_file(f))
+            for f in _expand(item, field):
+                out.extend(_read_file(f, field))
         else:
-            raise InputError(f"raw_data[{k}]: got {type(item).__name__}; expected ase.Atoms or a file path")
+            raise InputError(f"got {type(item).__name__}; expected ase.Atoms or a file path", f"{field}[{k}]")
     if not out:
-        raise InputError("raw_data: no structures; expected at least one ase.Atoms")
+        raise InputError("no structures; expected at least one ase.Atoms", field)
     return out
 
 

@@ -47,15 +47,15 @@ class FeatureScaler:
         threshold: float = 1e-6,
     ):
         if kind not in KINDS:
-            raise InputError(f"scaling.type: got {kind!r}; expected 'normalize' or 'standardize'")
+            raise InputError(f"got {kind!r}; expected 'normalize' or 'standardize'", "scaling.type")
         try:
             lo, hi = (float(v) for v in range)
         except (TypeError, ValueError):
-            raise InputError(f"scaling.range: got {range!r}; expected (low, high)") from None
+            raise InputError(f"got {range!r}; expected (low, high)", "scaling.range") from None
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise InputError(f"scaling.range: got {range!r}; expected finite low < high")
+            raise InputError(f"got {range!r}; expected finite low < high", "scaling.range")
         if not isinstance(threshold, (int, float)) or not (threshold >= 0 and math.isfinite(threshold)):
-            raise InputError(f"scaling.threshold: got {threshold!r}; expected a number >= 0")
+            raise InputError(f"got {threshold!r}; expected a number >= 0", "scaling.threshold")
         self.kind = kind
         self.range = (lo, hi)
         self.elementwise = bool(elementwise)
@@ -70,9 +70,10 @@ class FeatureScaler:
         known = {"type", "range", "elementwise", "threshold"}
         extra = sorted(set(cfg) - known)
         if extra:
-            raise InputError(f"scaling: unknown key {extra[0]!r}; expected one of {sorted(known)}")
+            raise InputError(f"unknown key {extra[0]!r}; expected one of {sorted(known)}", "scaling")
+        kind = cfg.get("type", "normalize")
         return cls(
-            kind=cfg.get("type", "normalize"),
+            kind=kind.lower() if isinstance(kind, str) else kind,
             range=cfg.get("range", (0.0, 1.0)),
             elementwise=cfg.get("elementwise", True),
             threshold=cfg.get("threshold", 1e-6),
@@ -84,7 +85,9 @@ class FeatureScaler:
 
     @property
     def n_features(self) -> int:
-        self._check_fitted()
+        """F of the fitted tables."""
+        if self.shift is None:
+            raise InputError("the FeatureScaler is not fitted; call fit(records) first", "scaling")
         return int(self.shift.shape[1])
 
     def _stats(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,36 +134,14 @@ class FeatureScaler:
         self.shift, self.scale = shift, scale
         return self
 
-    def _check_fitted(self) -> None:
-        if self.shift is None:
-            raise InputError("scaling: the FeatureScaler is not fitted; call fit(records) first")
-
-    def transform(self, features: np.ndarray, numbers: np.ndarray) -> np.ndarray:
-        """Scaled features (n, F), same dtype as ``features`` (n, F); ``numbers`` (n,) atomic numbers."""
-        self._check_fitted()
-        f = np.asarray(features)
-        z = np.asarray(numbers, dtype=np.int64)
-        if f.ndim != 2 or f.shape[1] != self.shift.shape[1] or f.shape[0] != z.shape[0]:
-            raise InputError(f"features: shape {f.shape}; expected ({z.shape[0]}, {self.shift.shape[1]})")
-        out = (f - self.shift[z]) / self.scale[z]
-        return out.astype(f.dtype if f.dtype.kind == "f" else np.float64, copy=False)
-
-    def transform_derivatives(self, dfeat: np.ndarray, numbers_i: np.ndarray) -> np.ndarray:
-        """Scaled derivative blocks: ``dfeat`` (p, F, ...) / scale[Z of centre atom i] (p,)."""
-        self._check_fitted()
-        d = np.asarray(dfeat)
-        s = self.scale[np.asarray(numbers_i, dtype=np.int64)]
-        s = s.reshape(s.shape + (1,) * (d.ndim - 2))
-        return (d / s).astype(d.dtype, copy=False)
+    def settings(self) -> dict:
+        """The settings as the original's ``scaling`` dict (type, range, elementwise, threshold)."""
+        return {"type": self.kind, "range": list(self.range), "elementwise": self.elementwise,
+                "threshold": self.threshold}  # fmt: skip
 
     def to_dict(self) -> dict:
         """JSON-able dict (plain lists) that ``from_dict`` restores exactly."""
-        out = {
-            "type": self.kind,
-            "range": list(self.range),
-            "elementwise": self.elementwise,
-            "threshold": self.threshold,
-        }
+        out = self.settings()
         if self.shift is not None:
             out["shift"] = self.shift.tolist()
             out["scale"] = self.scale.tolist()

@@ -129,7 +129,7 @@ class Descriptor(ABC):
         if dt not in _DTYPES:
             raise InputError(f"dtype: got {dt}; expected float64 or float32")
         numbers, positions, cell, pbc = structure_arrays(atoms, index)
-        self._check_elements(numbers, index)
+        self.check_elements(numbers, index)
         nl = neighbor_entries(positions, cell, pbc, self.cutoff, index)
         feats, dfeat, dstrain = self._kernel(numbers, nl, derivatives, strain, _DTYPES[dt], n_threads, index)
         return FeatureRecord(
@@ -197,8 +197,13 @@ class Descriptor(ABC):
                 bar.close()
         return out
 
-    def _check_elements(self, numbers: np.ndarray, index: int | None) -> None:  # noqa: B027 (optional hook)
-        """Hook: raise InputError for elements the descriptor cannot handle."""
+    def check_elements(self, numbers: np.ndarray, index: int | None = None) -> None:  # noqa: B027 (optional hook)
+        """Raise InputError for elements the descriptor cannot handle (``index``: structure number in the message)."""
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> Descriptor:
+        """Rebuild from ``settings()`` without its ``kind`` (see ``registry.from_settings``)."""
+        return cls(**settings)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items() if k != "kind")

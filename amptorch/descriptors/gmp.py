@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import sys
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -42,6 +45,47 @@ def default_cutoff(sigma_max: float, threshold: float = 1e-8) -> float:
     a_amp = 1.0 / (sigma_max * math.sqrt(2.0 * math.pi))
     a_exp = 1.0 / (2.0 * sigma_max**2)
     return round(math.sqrt(math.log(threshold / a_amp) / -a_exp), 2)
+
+
+def hard_cutoff_truncation(cutoff: float, sigma_max: float) -> float:
+    """The widest probe Gaussian exp(-r^2 / (2 sigma^2)) at r = cutoff, relative to its peak."""
+    return math.exp(-(cutoff**2) / (2.0 * sigma_max**2))
+
+
+# (cutoff, widest sigma) settings already warned about in this process
+_WARNED_HARD_CUTOFFS: set[tuple[float, float]] = set()
+HARD_CUTOFF_TOLERANCE = 1e-6
+
+
+def _warn_hard_cutoff(cutoff: float, sigma_max: float) -> None:
+    """Warn (once per setting) when a hard cutoff cuts the widest probe Gaussian above 1e-6 of its peak.
+
+    There the energy jumps as a neighbour crosses the cutoff, and MD does not conserve energy. The
+    default cutoff (``default_cutoff``) never warns.
+    """
+    cut = hard_cutoff_truncation(cutoff, sigma_max)
+    key = (cutoff, sigma_max)
+    if cut <= HARD_CUTOFF_TOLERANCE or cutoff >= default_cutoff(sigma_max) or key in _WARNED_HARD_CUTOFFS:
+        return
+    _WARNED_HARD_CUTOFFS.add(key)
+    needed = math.ceil(sigma_max * math.sqrt(2.0 * math.log(1.0 / HARD_CUTOFF_TOLERANCE)) * 100.0) / 100.0
+    warnings.warn(
+        f"GMP: the hard cutoff {cutoff:g} Å cuts the widest probe Gaussian (sigma {sigma_max:g} Å) at {cut:.2e} "
+        f"of its peak, so the energy jumps as neighbours cross it; a cutoff of at least {needed:.2f} Å keeps "
+        'that below 1e-6, and smooth_cutoff="cosine" (fp_params "smooth_cutoff": "cosine") makes the energy '
+        "continuous, so MD conserves energy",
+        UserWarning,
+        stacklevel=_caller_outside_package(),
+    )
+
+
+def _caller_outside_package() -> int:
+    """warnings.warn stacklevel of the first caller outside amptorch (for a call made in this module's function)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    level, frame = 1, sys._getframe(1)  # the function that will call warnings.warn
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class GMP(Descriptor):
@@ -111,7 +155,9 @@ class GMP(Descriptor):
             z: dens.check_gaussians(z, g, "densities")
             for z, g in ((dens.element_number(k, "densities"), g) for k, g in (densities or {}).items())
         }
-        self._tables = self._build_probe_tables()
+        self._kernel_tables = self._build_kernel_tables()
+        if smooth_cutoff is None:
+            _warn_hard_cutoff(self._cutoff, max(self.sigmas))
 
     # -- parameter checks --------------------------------------------------
     @staticmethod
@@ -154,8 +200,23 @@ class GMP(Descriptor):
         return out
 
     # -- tables for the kernel --------------------------------------------
-    def _build_probe_tables(self) -> dict[str, np.ndarray]:
+    @property
+    def kernel_tables(self):
+        """The kernels' probe tables and settings (``amptorch._core.GMPTables``, read-only), built once.
+
+        Fields (each a read-only property): ``sigma_alpha`` 1/(2 sigma^2) per width; per probe ``probe_sigma``
+        (width index), ``probe_order``, ``probe_amp``, ``comp_start`` (its components); per component
+        ``comp_weight``, ``comp_poly``; per polynomial ``poly_start`` (its monomials); per monomial
+        ``mono_coef``, ``mono_pow`` (k, l, m); ``harmonic`` (= solid_harmonics: the kernel's fast path),
+        ``square``, ``include_self``, ``cutoff_kind``, ``cutoff``, ``cutoff_gamma``, ``max_power``.
+        ``kernel_tables.with_harmonic(False)`` is a copy that runs the general moment path.
+        """
+        return self._kernel_tables
+
+    def _build_kernel_tables(self):
         """Flatten probes into components and unique polynomials (monomial tables) for the kernel."""
+        from amptorch import _core
+
         sigma_index = {s: k for k, s in enumerate(self.sigmas)}
         probe_sigma, probe_order, probe_amp = [], [], []
         comp_start, comp_weight, comp_poly = [0], [], []
@@ -187,18 +248,24 @@ class GMP(Descriptor):
                 comp_weight.append(w)
             comp_start.append(len(comp_weight))
         i64 = np.int64
-        return {
-            "sigma_alpha": np.array([1.0 / (2.0 * s * s) for s in self.sigmas]),
-            "probe_sigma": np.array(probe_sigma, dtype=i64),
-            "probe_order": np.array(probe_order, dtype=i64),
-            "probe_amp": np.array(probe_amp),
-            "comp_start": np.array(comp_start, dtype=i64),
-            "comp_weight": np.array(comp_weight),
-            "comp_poly": np.array(comp_poly, dtype=i64),
-            "poly_start": np.array(poly_start, dtype=i64),
-            "mono_coef": np.array(mono_coef),
-            "mono_pow": np.array(mono_pow, dtype=i64).reshape(-1, 3),
-        }
+        return _core.GMPTables(
+            sigma_alpha=np.array([1.0 / (2.0 * s * s) for s in self.sigmas]),
+            probe_sigma=np.array(probe_sigma, dtype=i64),
+            probe_order=np.array(probe_order, dtype=i64),
+            probe_amp=np.array(probe_amp),
+            comp_start=np.array(comp_start, dtype=i64),
+            comp_weight=np.array(comp_weight),
+            comp_poly=np.array(comp_poly, dtype=i64),
+            poly_start=np.array(poly_start, dtype=i64),
+            mono_coef=np.array(mono_coef),
+            mono_pow=np.array(mono_pow, dtype=i64).reshape(-1, 3),
+            harmonic=self.solid_harmonics,
+            square=self.square,
+            include_self=True,
+            cutoff_kind=SMOOTH_CUTOFFS[self.smooth_cutoff],
+            cutoff=self._cutoff,
+            cutoff_gamma=self.cutoff_gamma,
+        )
 
     def density(self, z: int) -> tuple[tuple[float, float], ...] | None:
         """(B, beta) Gaussians of element z: user override, table, fallback (or None)."""
@@ -236,7 +303,12 @@ class GMP(Descriptor):
             "densities": {chemical_symbols[z]: [list(g) for g in gs] for z, gs in sorted(self.densities.items())},
         }
 
-    def _check_elements(self, numbers: np.ndarray, index: int | None) -> None:
+    @classmethod
+    def from_settings(cls, settings: dict) -> GMP:
+        # "table" names the shipped density table (recorded for people; there is one)
+        return cls(**{k: v for k, v in settings.items() if k != "table"})
+
+    def check_elements(self, numbers: np.ndarray, index: int | None = None) -> None:
         for z in np.unique(numbers).tolist():
             if self.density(z) is None:
                 raise InputError(
@@ -268,15 +340,9 @@ class GMP(Descriptor):
         from amptorch import _core
 
         species, gstart, gB, gbeta = self.species_densities(numbers)
-        t = self._tables
         return _core.gmp(
-            species, nl.estart, nl.ej, nl.ed, nl.epair, len(nl.pair_i),
-            gstart, gB, gbeta,
-            t["sigma_alpha"], t["probe_sigma"], t["probe_order"], t["probe_amp"], t["comp_start"],
-            t["comp_weight"], t["comp_poly"], t["poly_start"], t["mono_coef"], t["mono_pow"], self.max_order,
-            self.solid_harmonics, self.square, True,
-            SMOOTH_CUTOFFS[self.smooth_cutoff], self._cutoff, self.cutoff_gamma,
-            derivatives, strain, float32, n_threads,
+            self._kernel_tables, species, nl.estart, nl.ej, nl.ed, nl.epair, len(nl.pair_i), gstart, gB, gbeta,
+            derivatives=derivatives, strain=strain, float32=float32, n_threads=n_threads,
         )  # fmt: skip
 
     # -- the original's parameter dicts -----------------------------------
@@ -291,20 +357,20 @@ class GMP(Descriptor):
         a .g file}, ``cutoff``, ``square``, ``solid_harmonics``, ``rs_setup``.
         """
         if not isinstance(fp_params, Mapping):
-            raise InputError(f"fp_params: got {type(fp_params).__name__}; expected a dict")
+            raise InputError(f"got {type(fp_params).__name__}; expected a dict", "fp_params")
         known = {"MCSHs", "MCSHs_detailed_list", "atom_gaussians", "cutoff", "square", "solid_harmonics",
-                 "rs_setup", "custom_cutoff", "smooth_cutoff"}  # fmt: skip
+                 "rs_setup", "smooth_cutoff"}  # fmt: skip
         unknown = set(fp_params) - known
         if unknown:
-            raise InputError(f"fp_params: unknown key {sorted(unknown)[0]!r}; expected some of {sorted(known)}")
+            raise InputError(f"unknown key {sorted(unknown)[0]!r}; expected some of {sorted(known)}", "fp_params")
         if fp_scheme not in ("gmpordernorm", "gmp"):
-            raise InputError(f"fp_scheme: got {fp_scheme!r}; expected 'gmpordernorm' or 'gmp' for GMP")
+            raise InputError(f"got {fp_scheme!r}; expected 'gmpordernorm' or 'gmp' for GMP", "fp_scheme")
         probes: list[tuple] = []
         if "MCSHs_detailed_list" in fp_params:
             for entry in fp_params["MCSHs_detailed_list"]:
                 sig = entry.get("sigmas", [entry["sigma"]] if "sigma" in entry else None)
                 if sig is None or "order" not in entry:
-                    raise InputError(f"MCSHs_detailed_list: entry {entry!r}; expected keys 'order' and 'sigmas'")
+                    raise InputError(f"entry {entry!r}; expected keys 'order' and 'sigmas'", "MCSHs_detailed_list")
                 if "group" in entry:
                     probes += [(entry["order"], entry["group"], s) for s in as_float_list(sig, "sigmas")]
                 else:
@@ -321,7 +387,7 @@ class GMP(Descriptor):
                     groups = spec.get("groups", list(range(1, len(mcsh.groups(int(key))) + 1)))
                     probes += [(int(key), int(g), s) for g in groups for s in sig]
         else:
-            raise InputError("fp_params: missing 'MCSHs'; expected {'MCSHs': {'orders': [...], 'sigmas': [...]}}")
+            raise InputError("missing 'MCSHs'; expected {'MCSHs': {'orders': [...], 'sigmas': [...]}}", "fp_params")
         if fp_scheme == "gmp":
             # (order, sigma) probes without a group get every group of their order, in the
             # original's column order (order, group, sigma): each run of one order is

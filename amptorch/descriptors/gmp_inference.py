@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from amptorch.descriptors.base import structure_arrays
-from amptorch.descriptors.gmp import GMP, SMOOTH_CUTOFFS
+from amptorch.descriptors.gmp import GMP
 from amptorch.descriptors.neighbors import MIN_DISTANCE, VerletPairs, too_close
 from amptorch.errors import InputError
 
@@ -62,12 +62,7 @@ class GMPInference:
             raise InputError("GMPInference: needs a GMP descriptor with solid_harmonics=True")
         self.descriptor = gmp
         self.pairs = VerletPairs(gmp.cutoff, skin)
-        t = gmp._tables
-        self._kernel = _core.GMPInference(
-            t["sigma_alpha"], t["probe_sigma"], t["probe_order"], t["probe_amp"], t["comp_start"],
-            t["comp_weight"], t["comp_poly"], t["poly_start"], t["mono_coef"], t["mono_pow"], gmp.max_order,
-            gmp.square, True, SMOOTH_CUTOFFS[gmp.smooth_cutoff], gmp.cutoff, gmp.cutoff_gamma, bool(tabulate),
-        )  # fmt: skip
+        self._kernel = _core.GMPInference(gmp.kernel_tables, tabulate=bool(tabulate))
         self._numbers: np.ndarray | None = None
         self._densities: tuple = ()
 
@@ -90,7 +85,7 @@ class GMPInference:
         """
         numbers, positions, cell, pbc = structure_arrays(atoms, index)
         if self._numbers is None or not np.array_equal(numbers, self._numbers):
-            self.descriptor._check_elements(numbers, index)
+            self.descriptor.check_elements(numbers, index)
             self._densities = self.descriptor.species_densities(numbers)
             self._numbers = numbers.copy()
         pi, pj, shift = self.pairs.update(positions, cell, pbc, index)

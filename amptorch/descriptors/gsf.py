@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from ase.data import chemical_symbols
 
-from amptorch.descriptors.base import Descriptor, as_float_list, species_index
+from amptorch.descriptors.base import Descriptor, as_float_list
 from amptorch.descriptors.densities import element_number
 from amptorch.descriptors.neighbors import NeighborEntries
 from amptorch.errors import InputError, where
@@ -88,7 +88,7 @@ class GaussianSF(Descriptor):
             self.rows[z] = rows
         if not default:
             raise InputError("g2, g4, g5: all empty; expected at least one symmetry function")
-        self._tables = self._build_tables()
+        self._kernel_tables = self._build_kernel_tables()
         self._args = {
             "elements": self.elements,
             "g2": [list(map(float, v)) for v in g2],
@@ -126,20 +126,36 @@ class GaussianSF(Descriptor):
             out.append(v)
         return out
 
-    def _build_tables(self) -> dict[int, dict[str, np.ndarray]]:
+    @property
+    def kernel_tables(self):
+        """The kernel's functions (``amptorch._core.GSFTables``, read-only), built once.
+
+        One row per element of ``elements`` sorted by Z (the centre species and the neighbour
+        channels), one column per feature: ``kind`` (2, 4, 5), ``el1``, ``el2`` (channels), ``eta``,
+        ``rs`` (G2: Rs; angular: zeta), ``lam``; and ``cutoff_kind``, ``cutoff``, ``cutoff_gamma``.
+        """
+        return self._kernel_tables
+
+    def _build_kernel_tables(self):
+        from amptorch import _core
+
         chan = {int(z): k for k, z in enumerate(self._z)}
-        out = {}
-        for z, rows in self.rows.items():
-            out[z] = {
-                "kind": np.array([r[0] for r in rows], dtype=np.int64),
-                "el1": np.array([chan[r[1]] if r[0] == 2 else min(chan[r[1]], chan[r[2]]) for r in rows],
-                                dtype=np.int64),
-                "el2": np.array([0 if r[0] == 2 else max(chan[r[1]], chan[r[2]]) for r in rows], dtype=np.int64),
-                "eta": np.array([r[3] for r in rows]),
-                "rs": np.array([r[4] for r in rows]),
-                "lam": np.array([r[5] for r in rows]),
-            }
-        return out
+        rows = [self.rows[int(z)] for z in self._z]
+
+        def column(value, dtype=np.float64) -> np.ndarray:
+            return np.array([[value(r) for r in rs] for rs in rows], dtype=dtype)
+
+        return _core.GSFTables(
+            kind=column(lambda r: r[0], np.int64),
+            el1=column(lambda r: chan[r[1]] if r[0] == 2 else min(chan[r[1]], chan[r[2]]), np.int64),
+            el2=column(lambda r: 0 if r[0] == 2 else max(chan[r[1]], chan[r[2]]), np.int64),
+            eta=column(lambda r: r[3]),
+            rs=column(lambda r: r[4]),
+            lam=column(lambda r: r[5]),
+            cutoff_kind=CUTOFF_FNS[self.cutoff_fn],
+            cutoff=self._cutoff,
+            cutoff_gamma=self.gamma,
+        )
 
     # -- Descriptor interface ---------------------------------------------
     @property
@@ -166,7 +182,7 @@ class GaussianSF(Descriptor):
             "gamma": self.gamma,
         }
 
-    def _check_elements(self, numbers: np.ndarray, index: int | None) -> None:
+    def check_elements(self, numbers: np.ndarray, index: int | None = None) -> None:
         missing = np.setdiff1d(numbers, self._z)
         if len(missing):
             raise InputError(
@@ -177,16 +193,10 @@ class GaussianSF(Descriptor):
     def _kernel(self, numbers, nl: NeighborEntries, derivatives, strain, float32, n_threads, index):
         from amptorch import _core
 
-        uniq, species = species_index(numbers)
-        tabs = [self._tables[int(z)] for z in uniq]
-        stack = {k: np.stack([t[k] for t in tabs]) for k in tabs[0]}
-        channel = np.searchsorted(self._z, uniq).astype(np.int64)
+        species = np.searchsorted(self._z, numbers)  # the kernel tables' rows (check_elements ran)
         return _core.gsf(
-            species, nl.estart, nl.ej, nl.ed, nl.epair, len(nl.pair_i),
-            channel, len(self._z), stack["kind"], stack["el1"], stack["el2"],
-            stack["eta"], stack["rs"], stack["lam"],
-            CUTOFF_FNS[self.cutoff_fn], self._cutoff, self.gamma,
-            derivatives, strain, float32, n_threads,
+            self._kernel_tables, species, nl.estart, nl.ej, nl.ed, nl.epair, len(nl.pair_i),
+            derivatives=derivatives, strain=strain, float32=float32, n_threads=n_threads,
         )  # fmt: skip
 
     # -- the original's parameter dicts -----------------------------------

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from amptorch.errors import InputError
-from amptorch.models.mlp import build_body, check_hidden, init_linear
+from amptorch.models.mlp import DEFAULT_HIDDEN, build_body, check_hidden, init_linear
 from amptorch.models.singlenn import check_elements, element_index_table, unknown_element_error
 
 
@@ -31,7 +31,7 @@ class BPNN(nn.Module):
         self,
         n_features: int,
         elements: Sequence[int],
-        hidden_layers: Sequence[int] = (20, 20, 20, 20, 20),
+        hidden_layers: Sequence[int] = DEFAULT_HIDDEN,
         activation="tanh",
         batchnorm: bool = False,
         dropout: bool = False,
@@ -94,10 +94,6 @@ class BPNN(nn.Module):
             out = out.index_copy(0, sel, self.outs[k](h).squeeze(-1))
             lat = lat.index_copy(0, sel, h)
         return out, lat
-
-    def latent(self, x: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
-        """(N, F) scaled features, (N,) Z -> (N, H) last hidden layer activations of each atom's network."""
-        return self.forward_latent(x, numbers)[1]
 
     def forward(self, x: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
         """Per-atom outputs (N,) from scaled features x (N, F) and atomic numbers (N,)."""

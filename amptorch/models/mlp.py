@@ -23,6 +23,11 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 INITIALIZATIONS = ("xavier", "zero", "kaiming", "default")
 
+# the original's default network: 5 hidden layers of 20 nodes
+DEFAULT_LAYERS = 5
+DEFAULT_NODES = 20
+DEFAULT_HIDDEN = (DEFAULT_NODES,) * DEFAULT_LAYERS
+
 
 def nearest(name: str, valid: Sequence[str]) -> str:
     """' (did you mean 'x'?)' for the closest valid name, or ''."""

@@ -9,15 +9,14 @@ import torch
 from torch import nn
 
 from amptorch.data.batch import Batch
-from amptorch.descriptors.record import N_Z
+from amptorch.descriptors.record import N_Z, VOIGT_COLS, VOIGT_ROWS
 from amptorch.errors import InputError
 from amptorch.models.bpnn import BPNN
 from amptorch.models.feature_layer import batch_features
+from amptorch.models.mlp import DEFAULT_LAYERS, DEFAULT_NODES
 from amptorch.models.singlenn import SingleNN
 
 NETWORKS = {"singlenn": SingleNN, "bpnn": BPNN}
-# voigt order xx yy zz yz xz xy (ASE)
-_VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
 
 def build_model(name: str, n_features: int, elements: Sequence[int], **options) -> nn.Module:
@@ -47,7 +46,7 @@ def build_model(name: str, n_features: int, elements: Sequence[int], **options) 
     if options.get("hidden_layers") is None:
         options.pop("hidden_layers", None)
         if num_layers is not None or num_nodes is not None:
-            options["hidden_layers"] = [int(num_nodes or 20)] * int(num_layers or 5)
+            options["hidden_layers"] = [int(num_nodes or DEFAULT_NODES)] * int(num_layers or DEFAULT_LAYERS)
     cls = NETWORKS[key]
     allowed = [p for p in cls.__init__.__code__.co_varnames[1 : cls.__init__.__code__.co_argcount]]
     allowed = [p for p in allowed if p not in ("n_features", "elements")]
@@ -202,7 +201,7 @@ class AtomisticModel(nn.Module):
                     inv_volume = torch.where(periodic, 1.0 / batch.volume.view(-1, 1, 1), 0.0)
                     s = torch.where(periodic, grads[-1] * inv_volume, float("nan"))
                     s = 0.5 * (s + s.transpose(1, 2))
-                    result["stress"] = torch.stack([s[:, a, b] for a, b in _VOIGT], dim=1)  # (B, 6)
+                    result["stress"] = s[:, VOIGT_ROWS, VOIGT_COLS]  # (B, 6) Voigt xx yy zz yz xz xy
             if latent:
                 result["latent"] = h
         if not outer_grad:

@@ -9,7 +9,7 @@ from torch import nn
 
 from amptorch.descriptors.record import N_Z
 from amptorch.errors import InputError
-from amptorch.models.mlp import build_body, check_hidden, init_linear
+from amptorch.models.mlp import DEFAULT_HIDDEN, build_body, check_hidden, init_linear
 
 
 def check_elements(elements: Sequence[int]) -> list[int]:
@@ -64,7 +64,7 @@ class SingleNN(nn.Module):
         self,
         n_features: int,
         elements: Sequence[int],
-        hidden_layers: Sequence[int] = (20, 20, 20, 20, 20),
+        hidden_layers: Sequence[int] = DEFAULT_HIDDEN,
         activation="tanh",
         batchnorm: bool = False,
         dropout: bool = False,
@@ -103,10 +103,6 @@ class SingleNN(nn.Module):
     @property
     def latent_size(self) -> int:
         return self.hidden_layers[-1]
-
-    def latent(self, x: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
-        """(N, F) scaled features, (N,) Z -> (N, H) last hidden layer activations."""
-        return self.body(x)
 
     def forward_latent(self, x: torch.Tensor, numbers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, F), (N,) -> per-atom outputs (N,) and last hidden activations (N, H)."""

@@ -10,11 +10,12 @@ types and out-of-range values say what was expected.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from amptorch.errors import InputError
+from amptorch.models.mlp import DEFAULT_LAYERS, DEFAULT_NODES
 
 _DTYPES = {
     "float64": "float64", "double": "float64", "torch.float64": "float64", "torch.doubletensor": "float64",
@@ -40,13 +41,13 @@ def _name_of(value: Any) -> str:
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, validate_default=True)
+    section: ClassVar[str] = ""  # its key in the config (for ALIASES)
 
     @model_validator(mode="before")
     @classmethod
     def _aliases(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            section = {ModelSection: "model", OptimSection: "optim", CmdSection: "cmd"}.get(cls, "")
-            for alias, key in ALIASES.get(section, {}).items():
+            for alias, key in ALIASES.get(cls.section, {}).items():
                 if alias in data and key not in data:
                     data = {**data, key: data[alias]}
                     del data[alias]
@@ -77,10 +78,12 @@ def _check_arguments(fn: Any, args: dict, what: str, skip: set[str], extra: set[
 
 
 class ModelSection(_Section):
+    section: ClassVar[str] = "model"
+
     name: Literal["bpnn", "singlenn"] = "bpnn"
     get_forces: bool = True
-    num_layers: int = Field(5, ge=1)
-    num_nodes: int = Field(20, ge=1)
+    num_layers: int = Field(DEFAULT_LAYERS, ge=1)
+    num_nodes: int = Field(DEFAULT_NODES, ge=1)
     hidden_layers: list[int] | None = None
     batchnorm: bool = False
     dropout: bool = False
@@ -119,6 +122,8 @@ class ModelSection(_Section):
 
 
 class OptimSection(_Section):
+    section: ClassVar[str] = "optim"
+
     gpus: int = Field(0, ge=0)
     force_coefficient: float = Field(0.0, ge=0.0)
     stress_coefficient: float = Field(0.0, ge=0.0)  # amptorch
@@ -199,14 +204,28 @@ class OptimSection(_Section):
         return self
 
 
+class CutoffParams(_Section):
+    """The original's ``cutoff_params``: the Gaussian SF cutoff function."""
+
+    cutoff_func: Literal["cosine", "polynomial"] = "cosine"
+    gamma: float = Field(2.0, gt=0.0)  # exponent of the polynomial cutoff
+
+    @field_validator("cutoff_func", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+
 class DatasetSection(_Section):
+    section: ClassVar[str] = "dataset"
+
     raw_data: Any = None
     lmdb_path: str | list[str] | None = None
     cache: Literal["no", "partial", "full"] = "no"
     elements: list[str] | None = None
-    fp_scheme: Literal["gmpordernorm", "gmp", "gaussian"] = "gmpordernorm"
-    fp_params: dict[str, Any] | None = None
-    cutoff_params: dict[str, Any] = {"cutoff_func": "cosine"}
+    fp_scheme: str = "gmpordernorm"  # a registered scheme (amptorch.descriptors.registry)
+    fp_params: dict[str, Any] | None = None  # checked by the scheme's builder (train/plan.py)
+    cutoff_params: CutoffParams = CutoffParams()
     save_fps: bool = True
     scaling: dict[str, Any] = {"type": "normalize", "range": (0, 1), "elementwise": True}
     val_split: float = Field(0.0, ge=0.0, lt=1.0)
@@ -219,26 +238,25 @@ class DatasetSection(_Section):
     def _lower(cls, v: Any) -> Any:
         return v.lower() if isinstance(v, str) else v
 
+    @field_validator("fp_scheme")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        from amptorch.descriptors.registry import by_scheme
+
+        by_scheme(v)  # InputError naming the registered schemes
+        return v
+
     @field_validator("scaling")
     @classmethod
     def _scaling(cls, v: dict) -> dict:
-        kind = str(v.get("type", "normalize")).lower()
-        if kind not in ("normalize", "standardize"):
-            raise ValueError(f"scaling.type {kind!r}; expected 'normalize' or 'standardize'")
-        unknown = set(v) - {"type", "range", "elementwise", "threshold"}
-        if unknown:
-            raise ValueError(
-                f"unknown scaling key {sorted(unknown)[0]!r}; expected type, range, elementwise, threshold"
-            )
-        return {
-            "type": kind,
-            "range": tuple(v.get("range", (0, 1))),
-            "elementwise": bool(v.get("elementwise", True)),
-            "threshold": float(v.get("threshold", 1e-6)),
-        }
+        from amptorch.data.scaling import FeatureScaler
+
+        return FeatureScaler.from_config(v).settings()  # its checks, and its canonical form
 
 
 class CmdSection(_Section):
+    section: ClassVar[str] = "cmd"
+
     debug: bool = False
     run_dir: str = "./"
     identifier: str | bool = False
@@ -282,7 +300,6 @@ class Config(_Section):
             isinstance(r, str) for r in ([raw] if isinstance(raw, str) else raw)
         ) else (None if raw is None else f"<{len(raw) if hasattr(raw, '__len__') else '?'} structures>")
         out["optim"]["loss_fn"] = None if self.optim.loss_fn is None else _name_of(self.optim.loss_fn)
-        out["dataset"]["scaling"]["range"] = list(out["dataset"]["scaling"]["range"])
         return _plain(out)
 
 
@@ -311,12 +328,16 @@ def _nearest(loc: tuple, valid: list[str]) -> str:
 
 
 def _valid_keys(loc: tuple) -> list[str]:
-    if len(loc) == 1:
-        return list(SECTIONS)
-    cls = SECTIONS.get(str(loc[0]))
-    if cls is None:
-        return []
-    return list(cls.model_fields) + list(ALIASES.get(str(loc[0]), {}))
+    """The keys valid where ``loc[-1]`` was given (nested sections included)."""
+    cls: type[BaseModel] = Config
+    for key in loc[:-1]:
+        f = cls.model_fields.get(str(key))
+        ann = f.annotation if f is not None else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        cls = ann
+    aliases = list(ALIASES.get(str(loc[0]), {})) if len(loc) == 2 else []
+    return list(cls.model_fields) + aliases
 
 
 def validate_config(config: dict | Config | None) -> Config:
@@ -335,10 +356,13 @@ def validate_config(config: dict | Config | None) -> Config:
             loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-")))
             path = ".".join(map(str, loc))
             key = ALIASES.get(str(loc[0]), {}).get(str(loc[-1])) if len(loc) == 2 else None
+            cause = (e.get("ctx") or {}).get("error")
             if e["type"] == "extra_forbidden" and key is not None:
                 lines.append(f"config {path}: given together with {loc[0]}.{key}, its alias; expected only one")
             elif e["type"] == "extra_forbidden":
                 lines.append(f"config {path}: unknown key{_nearest(loc, _valid_keys(loc))}")
+            elif isinstance(cause, InputError):  # a lower layer's check, with its own field path
+                lines.append(str(cause.within(f"config {path}")))
             else:
                 msg = e["msg"].removeprefix("Value error, ")
                 got = e.get("input")

@@ -19,14 +19,27 @@ from skorch.dataset import unpack_data
 from amptorch.data import Batch
 
 
+def residuals(pred: dict, batch: Batch) -> dict[str, torch.Tensor]:
+    """Prediction minus label, per quantity: ``energy`` (B,) eV/atom, ``forces`` (N, 3) eV/Å, ``stress`` (B', 6)
+    eV/Å^3 over the periodic structures; a quantity is left out where the prediction or the label is missing."""
+    dtype = pred["energy"].dtype
+    out = {"energy": (pred["energy"] - batch.energy.to(dtype)) / batch.n_atoms.to(dtype)}
+    if "forces" in pred and batch.forces is not None:
+        out["forces"] = pred["forces"] - batch.forces.to(dtype)
+    if "stress" in pred and batch.stress is not None:
+        ok = ~torch.isnan(pred["stress"][:, 0])
+        if ok.any():
+            out["stress"] = pred["stress"][ok] - batch.stress.to(dtype)[ok]
+    return out
+
+
 class AtomsLoss(torch.nn.Module):
     """Energy-per-atom + force + stress loss on a model output dict and a Batch."""
 
     def __init__(self, force_coefficient: float = 0.0, stress_coefficient: float = 0.0, kind: str = "mse",
                  energy_scale: float = 1.0):  # fmt: skip
         super().__init__()
-        self.force_coefficient = force_coefficient
-        self.stress_coefficient = stress_coefficient
+        self.coefficients = {"energy": 1.0, "forces": force_coefficient, "stress": stress_coefficient}
         self.kind = kind
         self.energy_scale = energy_scale
 
@@ -34,17 +47,16 @@ class AtomsLoss(torch.nn.Module):
         d = d / self.energy_scale
         return (d * d).mean() if self.kind == "mse" else d.abs().mean()
 
-    def forward(self, pred: dict, batch: Batch) -> torch.Tensor:
-        n = batch.n_atoms.to(pred["energy"].dtype)
-        loss = self._err((pred["energy"] - batch.energy.to(pred["energy"].dtype)) / n)
-        if self.force_coefficient > 0 and "forces" in pred:
-            loss = loss + self.force_coefficient * self._err(pred["forces"] - batch.forces.to(pred["forces"].dtype))
-        if self.stress_coefficient > 0 and "stress" in pred and batch.stress is not None:
-            ok = ~torch.isnan(pred["stress"][:, 0])
-            if ok.any():
-                d = pred["stress"][ok] - batch.stress.to(pred["stress"].dtype)[ok]
-                loss = loss + self.stress_coefficient * self._err(d)
+    def from_residuals(self, res: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss of :func:`residuals` (computed once per batch and shared with the metrics)."""
+        loss = self._err(res["energy"])
+        for name in ("forces", "stress"):
+            if self.coefficients[name] > 0 and name in res:
+                loss = loss + self.coefficients[name] * self._err(res[name])
         return loss
+
+    def forward(self, pred: dict, batch: Batch) -> torch.Tensor:
+        return self.from_residuals(residuals(pred, batch))
 
 
 class _Accumulator:
@@ -69,14 +81,12 @@ class AtomsNet(NeuralNet):
 
     Extra args:
         forces / stress: predict (and fit) forces / stress.
-        dtype: torch dtype of the model and batches.
     """
 
-    def __init__(self, module, *args, forces: bool = True, stress: bool = False, dtype=torch.float64, **kwargs):
+    def __init__(self, module, *args, forces: bool = True, stress: bool = False, **kwargs):
         super().__init__(module, *args, **kwargs)
         self.forces = forces
         self.stress = stress
-        self.dtype = dtype
         self._acc = {True: _Accumulator(), False: _Accumulator()}
 
     def infer(self, x: Batch, **fit_params):
@@ -95,15 +105,12 @@ class AtomsNet(NeuralNet):
     def get_loss(self, y_pred, y_true, X=None, training=False):
         # only the targets need to travel: the inputs (features, dfeat) were moved by the forward pass
         y_true = replace(y_true, pair_i=None, pair_j=None, dfeat=None, dfeat_strain=None).to(self.device)
+        res = residuals(y_pred, y_true)
         acc = self._acc[bool(training)]
-        n = y_true.n_atoms.to(y_pred["energy"].dtype)
-        acc.add("energy", (y_pred["energy"].detach() - y_true.energy.to(n.dtype)) / n)
-        if "forces" in y_pred and y_true.forces is not None:
-            acc.add("forces", y_pred["forces"].detach() - y_true.forces.to(n.dtype))
-        if "stress" in y_pred and y_true.stress is not None:
-            ok = ~torch.isnan(y_pred["stress"][:, 0])
-            if ok.any():
-                acc.add("stress", y_pred["stress"].detach()[ok] - y_true.stress.to(n.dtype)[ok])
+        for name, err in res.items():
+            acc.add(name, err)
+        if isinstance(self.criterion_, AtomsLoss):
+            return self.criterion_.from_residuals(res)
         return self.criterion_(y_pred, y_true)
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):

@@ -28,30 +28,19 @@ from amptorch.data import (
     collate,
     featurize,
     get_lmdb_dataset,
-    read_structures,
+    read_structures,  # fmt: skip
     train_val_split,
 )
 from amptorch.data.dataset import RecordView
-from amptorch.descriptors import GMP, Descriptor, GaussianSF
 from amptorch.errors import InputError
+from amptorch.files import write_json
 from amptorch.models import AtomisticModel, build_model
+from amptorch.potential import TrainedPotential, errors
+from amptorch.potential.plots import parity_plot
 from amptorch.train.callbacks import BestWeights, CSVLog
-from amptorch.train.checkpoint import DTYPES, TrainedPotential, write_json
-from amptorch.train.config import Config, validate_config
+from amptorch.train.config import Config
 from amptorch.train.net import AtomsLoss, AtomsNet
-from amptorch.train.plots import errors, parity_plot
-
-
-def make_descriptor(dataset_cfg, elements: list[str]) -> Descriptor:
-    """The descriptor of ``dataset.fp_scheme`` / ``fp_params`` / ``cutoff_params``."""
-    params = dataset_cfg.fp_params
-    if dataset_cfg.fp_scheme in ("gmpordernorm", "gmp"):
-        if params is None:
-            return GMP()
-        return GMP.from_amptorch(params, fp_scheme=dataset_cfg.fp_scheme)
-    if params is None:
-        raise InputError("config dataset.fp_params: missing; expected the Gs dict for fp_scheme 'gaussian'")
-    return GaussianSF.from_amptorch(params, elements, dataset_cfg.cutoff_params)
+from amptorch.train.plan import Plan
 
 
 def _pair_collate(records):
@@ -91,42 +80,24 @@ class AtomsTrainer:
     """
 
     def __init__(self, config: dict | Config | None = None):
-        self.config = validate_config(config)
-        self._check_fp_params()
+        self.plan = Plan.from_config(config)  # every key checked, fp_params included, before any data
         self.potential: TrainedPotential | None = None
         self.net: AtomsNet | None = None
         self.run_dir: Path | None = None
         self.metrics: dict = {}
 
-    # -- helpers ------------------------------------------------------------
-    def _check_fp_params(self) -> None:
-        """Build the descriptor once so that bad fp_params fail here, before any data is read."""
-        ds = self.config.dataset
-        if ds.lmdb_path and ds.raw_data is None:
-            return  # the descriptor comes from the database
-        if ds.fp_params is None and ds.fp_scheme != "gaussian":
-            return  # GMP defaults
-        # Gaussian SF need an element list; without one, the per-element keys of "Gs" stand in
-        keys = [k for k in (ds.fp_params or {}) if k != "default"]
-        try:
-            make_descriptor(ds, ds.elements or sorted(keys) or ["H"])
-        except InputError as err:
-            msg = str(err)
-            if not msg.startswith("config "):
-                # name the key path as the other config errors do
-                msg = f"config dataset.{'' if msg.startswith('fp_params') else 'fp_params.'}{msg}"
-            raise InputError(msg) from None
+    @property
+    def config(self) -> Config:
+        """The validated config (``self.plan`` holds what it resolves to)."""
+        return self.plan.config
 
     @property
     def dtype(self) -> torch.dtype:
-        return DTYPES[self.config.cmd.dtype]
+        return self.plan.dtype
 
     @property
     def device(self) -> str:
-        o = self.config.optim
-        if o.device:
-            return o.device
-        return "cuda" if o.gpus > 0 and torch.cuda.is_available() else "cpu"
+        return self.plan.device
 
     def _new_run_dir(self) -> Path | None:
         cmd = self.config.cmd
@@ -146,9 +117,7 @@ class AtomsTrainer:
         """(records list or dataset, descriptor, elements)."""
         from ase.data import chemical_symbols
 
-        ds = self.config.dataset
-        forces = self.config.model.get_forces and self.config.optim.force_coefficient > 0
-        stress = self.config.optim.stress_coefficient > 0
+        plan, ds = self.plan, self.config.dataset
         if raw_data is None and ds.raw_data is None and ds.lmdb_path:
             data = get_lmdb_dataset(ds.lmdb_path, ds.cache)
             # the LMDB holds atomic numbers; the rest of training uses symbols
@@ -156,53 +125,36 @@ class AtomsTrainer:
             return data, descriptor, elements
         source = raw_data if raw_data is not None else ds.raw_data
         if source is None:
-            raise InputError("config dataset.raw_data: missing; expected a list of ase.Atoms or a file path")
+            raise InputError("missing; expected a list of ase.Atoms or a file path", "config dataset.raw_data")
         images = read_structures(source)
         elements = ds.elements or sorted({s for a in images for s in a.get_chemical_symbols()})
-        descriptor = make_descriptor(ds, elements)
-        cache = None
-        if ds.save_fps:
-            cache = Path(self.config.cmd.run_dir) / ds.fps_dir
-        np_dtype = np.float32 if self.dtype == torch.float32 else np.float64
+        descriptor = plan.descriptor(elements)
+        cache = Path(self.config.cmd.run_dir) / ds.fps_dir if ds.save_fps else None
         records = featurize(
-            images, descriptor, derivatives=forces or stress, strain=stress, dtype=np_dtype,
-            workers=ds.workers, progress=self.config.cmd.verbose, cache_dir=cache, forces=forces, stress=stress,
+            images, descriptor, derivatives=plan.forces or plan.stress, strain=plan.stress, dtype=plan.np_dtype,
+            workers=ds.workers, progress=self.config.cmd.verbose, cache_dir=cache, forces=plan.forces,
+            stress=plan.stress,
         )  # fmt: skip
         return records, descriptor, elements
 
     def _build_model(self, train_records, n_features: int, elements: list[str]) -> tuple[AtomisticModel, dict]:
         from ase.data import atomic_numbers
 
-        m = self.config.model
-        sc = self.config.dataset.scaling
-        scaler = FeatureScaler.from_config(sc).fit(train_records)
+        plan = self.plan
+        scaler = FeatureScaler.from_config(self.config.dataset.scaling).fit(train_records)
         baseline = EnergyBaseline().fit(train_records)
-        options = {
-            "elements": sorted(atomic_numbers[e] for e in elements),
-            "hidden_layers": m.widths,
-            "activation": m.activation,
-            "batchnorm": m.batchnorm,
-            "dropout": m.dropout,
-            "dropout_rate": m.dropout_rate,
-            "initialization": m.initialization,
-        }
-        if m.name == "singlenn":
-            options["element_outputs"] = m.element_outputs
-        network = build_model(m.name, n_features, **options)
+        options = {"elements": sorted(atomic_numbers[e] for e in elements), **plan.network_options}
+        network = build_model(plan.network, n_features, **options)
         model = AtomisticModel(
             network,
             feature_shift=scaler.shift, feature_scale=scaler.scale,
             energy_refs=baseline.refs, energy_scale=baseline.energy_scale,
         )  # fmt: skip
-        return model.to(dtype=self.dtype), {"name": m.name, "options": options}
+        return model.to(dtype=plan.dtype), {"name": plan.network, "options": options}
 
     def _callbacks(self, has_val: bool, save) -> list:
         o, cmd = self.config.optim, self.config.cmd
-        prefix = "valid" if has_val else "train"
-        cp = "forces" if (o.cp_metric == "forces" and self.config.model.get_forces and o.force_coefficient > 0) \
-            else "energy"  # fmt: skip
-        metric = "rmse" if o.metric == "mse" else "mae"
-        monitor = f"{prefix}_{cp}_{metric}"
+        monitor = self.plan.monitor(has_val)
         cbs: list = [("best", BestWeights(f"{monitor}_best", save=save))]
         if self.run_dir is not None:
             cbs.append(("csv", CSVLog(self.run_dir / "metrics.csv")))
@@ -225,10 +177,8 @@ class AtomsTrainer:
     # -- the original's API -------------------------------------------------
     def train(self, raw_data=None) -> AtomsTrainer:
         """Featurize, fit scalers and the energy baseline on the training split, and train."""
-        cfg = self.config
+        cfg, plan = self.config, self.plan
         seed_everything(cfg.cmd.seed)
-        forces = cfg.model.get_forces and cfg.optim.force_coefficient > 0
-        stress = cfg.optim.stress_coefficient > 0
         records, descriptor, elements = self._load_data(raw_data)
         train_idx, val_idx = train_val_split(len(records), cfg.dataset.val_split, cfg.dataset.val_split_mode,
                                              cfg.cmd.seed)  # fmt: skip
@@ -239,23 +189,19 @@ class AtomsTrainer:
             train_records, val_records = RecordView(records, train_idx), RecordView(records, val_idx)
         model, network = self._build_model(train_records, descriptor.length, elements)
         self.run_dir = self._new_run_dir()
-        config_json = cfg.to_json()
-        self.potential = TrainedPotential(descriptor, model, network, config=config_json)
+        self.potential = TrainedPotential(descriptor, model, network, config=cfg.to_json())
         if self.run_dir is not None:
-            write_json(self.run_dir / "config.json", config_json)
+            write_json(self.run_dir / "config.json", self.potential.config)
 
-        def save(state):
-            self.potential.save(self.run_dir)
+        def save(state):  # the best epoch's weights, as it happens (config.json is already there)
+            self.potential.save(self.run_dir, config=False)
 
         o = cfg.optim
-        optimizer_args = {}
-        for k, v in (o.optimizer_args or {}).items():
-            optimizer_args[k if k.startswith("optimizer__") else f"optimizer__{k}"] = v
         seed_everything(cfg.cmd.seed)
         net = AtomsNet(
             model,
-            criterion=self._criterion(forces, float(model.energy_scale)),
-            optimizer=getattr(torch.optim, o.optimizer),
+            criterion=self._criterion(float(model.energy_scale)),
+            optimizer=plan.optimizer,
             lr=o.lr,
             batch_size=o.batch_size,
             max_epochs=o.epochs,
@@ -264,13 +210,12 @@ class AtomsTrainer:
             iterator_train__shuffle=True,
             iterator_valid__collate_fn=_pair_collate,
             callbacks=self._callbacks(len(val_records) > 0, save if self.run_dir is not None else None),
-            device=self.device,
-            forces=forces,
-            stress=stress,
-            dtype=self.dtype,
+            device=plan.device,
+            forces=plan.forces,
+            stress=plan.stress,
             verbose=int(cfg.cmd.verbose),
             callbacks__print_log__keys_ignored=["event_cp", "batches"],
-            **optimizer_args,
+            **plan.optimizer_args,
         )
         self.net = net
         net.fit(_dataset(train_records), None)
@@ -278,13 +223,13 @@ class AtomsTrainer:
         if best.best_state is not None:
             model.load_state_dict(best.best_state)
         model.eval()
-        self._summarize(train_records, val_records, forces)
-        if self.run_dir is not None:
+        self._summarize(train_records, val_records)
+        if self.run_dir is not None:  # the best weights are on disk already: only the metrics are new
             self.potential.meta["metrics"] = self.metrics
-            self.potential.save(self.run_dir)
+            self.potential.save(self.run_dir, weights=best.best_state is None, config=False)
         return self
 
-    def _criterion(self, forces: bool, energy_scale: float):
+    def _criterion(self, energy_scale: float):
         """The loss: ours (the original's CustomLoss) or ``optim.loss_fn``.
 
         A class is built as the original built its CustomLoss,
@@ -294,7 +239,7 @@ class AtomsTrainer:
         and the :class:`amptorch.data.Batch` holding the targets.
         """
         o = self.config.optim
-        fc = o.force_coefficient if forces else 0.0
+        fc = o.force_coefficient if self.plan.forces else 0.0
         if o.loss_fn is None:
             return AtomsLoss(fc, o.stress_coefficient, o.loss, energy_scale)
         if isinstance(o.loss_fn, type):
@@ -302,45 +247,33 @@ class AtomsTrainer:
                 return o.loss_fn(force_coefficient=fc, loss=o.loss)
             except TypeError as err:
                 raise InputError(
-                    f"config optim.loss_fn: {o.loss_fn.__name__}(force_coefficient=, loss=) failed ({err}); "
-                    "expected a class taking those keywords, or an instance / function"
+                    f"{o.loss_fn.__name__}(force_coefficient=, loss=) failed ({err}); "
+                    "expected a class taking those keywords, or an instance / function",
+                    "config optim.loss_fn",
                 ) from None
         if isinstance(o.loss_fn, torch.nn.Module):
             return o.loss_fn
         return _FunctionLoss(o.loss_fn)
 
-    def _summarize(self, train_records, val_records, forces: bool) -> None:
-        """Final errors of the best model on each split; parity plots in the run dir."""
+    def _summarize(self, train_records, val_records) -> None:
+        """Final errors of the best model on each split (each record read once); parity plots in the run dir."""
         self.metrics = {"best_epoch": dict(self.net.callbacks_)["best"].best_epoch}
         for name, recs in (("train", train_records), ("valid", val_records)):
             if not len(recs):
                 continue
-            pred = self._predict_records(recs, forces)
-            self.metrics[name] = errors(pred, recs)
+            pred, labels = self.potential.evaluate_many(recs, forces=self.plan.forces)
+            self.metrics[name] = errors(pred, labels)
             if self.run_dir is not None:
-                parity_plot(pred, recs, self.run_dir / f"parity_{name}.png", title=name)
+                parity_plot(pred, labels, self.run_dir / f"parity_{name}.png", title=name)
         if self.run_dir is not None:
             write_json(self.run_dir / "metrics.json", self.metrics)
-
-    def _predict_records(self, records, forces: bool, batch_size: int = 64) -> dict:
-        out: dict[str, list] = {"energy": [], "forces": []}
-        for s in range(0, len(records), batch_size):
-            chunk = records[s : s + batch_size]
-            res = self.potential.evaluate(chunk, forces=forces)
-            offsets = np.concatenate([[0], np.cumsum([r.n_atoms for r in chunk])])
-            out["energy"] += res["energy"].tolist()
-            if forces:
-                out["forces"] += [res["forces"][offsets[b] : offsets[b + 1]] for b in range(len(chunk))]
-        if not forces:
-            del out["forces"]
-        return out
 
     def predict(self, images, disable_tqdm: bool = True, get_latent=None, get_descriptor: bool = False,
                 save_fps: bool = False, stress: bool = False, forces: bool | None = None) -> dict:  # fmt: skip
         """The original's predict: {"energy": [...], "forces": [...]} plus ``energies``, ``stress``
         (when asked), ``latent`` (``get_latent`` not None) and ``descriptors``."""
         if self.potential is None:
-            raise InputError("predict: no model; call train() or load_pretrained(path) first")
+            raise InputError("no model; call train() or load_pretrained(path) first", "predict")
         forces = self.config.model.get_forces if forces is None else forces
         return self.potential.predict(images, forces=forces, stress=stress, latent=get_latent is not None,
                                       descriptors=get_descriptor, progress=not disable_tqdm)  # fmt: skip
@@ -351,14 +284,14 @@ class AtomsTrainer:
         if self.potential.config is not None:
             cfg = dict(self.potential.config)
             cfg["dataset"] = {k: v for k, v in cfg["dataset"].items() if k != "raw_data"}
-            self.config = validate_config(cfg)
+            self.plan = Plan.from_config(cfg)
         self.run_dir = Path(checkpoint_path)
         return self
 
-    def get_calc(self):
-        """An ase Calculator on the trained model."""
-        from amptorch.calculator import AmpTorchCalculator
+    def get_calc(self, **kwargs):
+        """An ase Calculator on the trained model (``kwargs``: AmpTorchCalculator's, e.g. ``n_threads``)."""
+        from amptorch.potential import AmpTorchCalculator
 
         if self.potential is None:
-            raise InputError("get_calc: no model; call train() or load_pretrained(path) first")
-        return AmpTorchCalculator(self.potential)
+            raise InputError("no model; call train() or load_pretrained(path) first", "get_calc")
+        return AmpTorchCalculator(self.potential, **kwargs)

@@ -9,20 +9,13 @@ cosine-smoothed cutoff.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from ase import Atoms
-from ase.build import bulk
 
-from amptorch.demo import make_cu_emt
+from amptorch.testing import fcc_bulk, make_cu_emt
 from amptorch.train import AtomsTrainer
 
 FP_PARAMS = {"MCSHs": {"orders": [0, 1, 2], "sigmas": [0.5, 1.0, 1.5]}, "cutoff": 6.0}
-
-
-def make_cu32(n: int, seed: int = 0, rattle: float = 0.08) -> list[Atoms]:
-    """``n`` rattled, strained 32-atom fcc Cu cells labelled by EMT (eV, eV/Å, eV/Å^3)."""
-    return make_cu_emt(n, seed, a=3.61, big_every=0, vacancy_every=0, rattle=rattle)
 
 
 def cu_config(images, run_dir=None, smooth_cutoff: str | None = None, epochs: int = 30) -> dict:
@@ -42,7 +35,8 @@ def cu_config(images, run_dir=None, smooth_cutoff: str | None = None, epochs: in
 
 @pytest.fixture(scope="session")
 def cu_images() -> list[Atoms]:
-    return make_cu32(12, seed=0)
+    """12 rattled, strained 32-atom fcc Cu cells labelled by EMT (eV, eV/Å, eV/Å^3)."""
+    return make_cu_emt(12, seed=0, a=3.61, big_every=0, vacancy_every=0, rattle=0.08)
 
 
 @pytest.fixture(scope="session")
@@ -60,11 +54,8 @@ def cu_smooth(cu_images) -> AtomsTrainer:
 @pytest.fixture()
 def cu32() -> Atoms:
     """A rattled 32-atom cell with a non-orthogonal strain (no calculator)."""
-    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
-    atoms.set_cell(atoms.cell.array @ np.array([[1.01, 0.02, 0.0], [0.0, 0.99, 0.015], [0.01, 0.0, 1.0]]),
-                   scale_atoms=True)  # fmt: skip
-    atoms.rattle(0.1, seed=3)
-    return atoms
+    deform = [[1.01, 0.02, 0.0], [0.0, 0.99, 0.015], [0.01, 0.0, 1.0]]
+    return fcc_bulk("Cu", 3.61, (2, 2, 2), deform=deform, rattle=0.1, seed=3, method="ase")
 
 
 @pytest.fixture(scope="module", autouse=True)

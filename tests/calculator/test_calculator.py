@@ -8,62 +8,19 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from ase import Atoms, units
+from ase import Atoms
 from ase.build import bulk, fcc111
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.cluster import Icosahedron
-from ase.md.velocitydistribution import Stationary
-from ase.md.verlet import VelocityVerlet
 
 from amptorch import AmpTorch as LazyAmpTorch
 from amptorch.calculator import AmpTorch, AmpTorchCalculator, as_potential
 from amptorch.errors import InputError
 from amptorch.models import AtomisticModel, build_model
+from amptorch.testing import check_forces_fd, check_stress_fd, fcc_bulk, nve_drift
 from amptorch.train import AtomsTrainer, TrainedPotential
 
 RTOL = 1e-6  # finite differences of a float64 model, relative to the largest component
-
-
-def fd_forces(atoms: Atoms, calc, atoms_idx, h: float = 1e-5) -> np.ndarray:
-    """-dE/dx by central differences (eV/Å) for the atoms in ``atoms_idx``."""
-    a = atoms.copy()
-    a.calc = calc
-    out = np.zeros((len(atoms_idx), 3))
-    for row, i in enumerate(atoms_idx):
-        for k in range(3):
-            x0 = a.positions[i, k]
-            a.positions[i, k] = x0 + h
-            ep = a.get_potential_energy()
-            a.positions[i, k] = x0 - h
-            em = a.get_potential_energy()
-            a.positions[i, k] = x0
-            out[row, k] = -(ep - em) / (2 * h)
-    return out
-
-
-def fd_stress(atoms: Atoms, calc, h: float = 1e-6) -> np.ndarray:
-    """(1/V) dE/d(strain) by central differences under homogeneous strain (eV/Å^3, Voigt, ASE sign)."""
-    a = atoms.copy()
-    a.calc = calc
-    cell0 = atoms.cell.array.copy()
-    volume = atoms.get_volume()
-    out = np.zeros(6)
-    for v, (p, q) in enumerate(((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))):
-        energies = []
-        for sign in (1, -1):
-            eps = np.zeros((3, 3))
-            eps[p, q] += 0.5 * sign * h
-            eps[q, p] += 0.5 * sign * h
-            a.set_cell(cell0 @ (np.eye(3) + eps), scale_atoms=True)
-            energies.append(a.get_potential_energy())
-            a.set_cell(cell0, scale_atoms=True)
-            a.positions = atoms.positions
-        out[v] = (energies[0] - energies[1]) / (2 * h) / volume
-    return out
-
-
-def rel_err(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a - b).max() / np.abs(b).max())
 
 
 # --------------------------------------------------------------- derivatives
@@ -77,8 +34,7 @@ def test_forces_match_finite_differences(cu_trainer, cu32, fused):
     assert (calc.inference is not None) == fused
     cu32.calc = calc
     forces = cu32.get_forces()
-    idx = [0, 5, 17, 31]
-    assert rel_err(forces[idx], fd_forces(cu32, calc, idx)) < RTOL
+    check_forces_fd(calc, cu32, RTOL, indices=[0, 5, 17, 31], forces=forces)
     assert np.abs(forces.sum(axis=0)).max() < 1e-10  # no net force in a periodic cell
 
 
@@ -88,7 +44,7 @@ def test_stress_matches_strain_derivative(cu_trainer, cu32, fused):
     cu32.calc = calc
     stress = cu32.get_stress()
     assert stress.shape == (6,)
-    assert rel_err(stress, fd_stress(cu32, calc)) < RTOL
+    check_stress_fd(calc, cu32, RTOL, h=1e-6, stress=stress)
     full = cu32.get_stress(voigt=False)
     assert np.allclose(full, full.T)
 
@@ -125,8 +81,7 @@ def test_slab_energy_forces_and_no_stress(cu_trainer, fused):
     slab.calc = calc
     forces = slab.get_forces()
     assert np.isfinite(slab.get_potential_energy())
-    idx = [0, 6, 11]
-    assert rel_err(forces[idx], fd_forces(slab, calc, idx)) < RTOL
+    check_forces_fd(calc, slab, RTOL, indices=[0, 6, 11], forces=forces)
     with pytest.raises(PropertyNotImplementedError):
         slab.get_stress()
     # the slab's energy does not depend on the vacuum
@@ -144,7 +99,7 @@ def test_isolated_cluster(cu_trainer, fused):
     cluster.calc = calc
     forces = cluster.get_forces()
     assert forces.shape == (13, 3)
-    assert rel_err(forces, fd_forces(cluster, calc, range(13))) < RTOL
+    check_forces_fd(calc, cluster, RTOL, forces=forces)
     assert np.abs(forces.sum(axis=0)).max() < 1e-10
     with pytest.raises(PropertyNotImplementedError):
         cluster.get_stress()
@@ -372,21 +327,8 @@ def test_results_reused_when_atoms_unchanged(cu_trainer, cu32, monkeypatch):
 
 
 # ------------------------------------------------------------------- NVE
-def _nve_drift(calc, atoms: Atoms, steps: int, temperature: float = 300.0, seed: int = 0) -> float:
-    """Largest |E_total(t) - E_total(0)| over ``steps`` steps of 1 fs velocity Verlet (meV/atom)."""
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-
-    atoms.calc = calc
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        MaxwellBoltzmannDistribution(atoms, temperature_K=2 * temperature, rng=np.random.default_rng(seed))
-    Stationary(atoms)
-    dyn = VelocityVerlet(atoms, timestep=1.0 * units.fs)
-    totals: list[float] = []
-    dyn.attach(lambda: totals.append(atoms.get_potential_energy() + atoms.get_kinetic_energy()), interval=5)
-    dyn.run(steps)
-    assert 100 < atoms.get_temperature() < 1000  # a sane trajectory, not a collapse
-    return 1000 * float(np.abs(np.array(totals) - totals[0]).max()) / len(atoms)
+# 1000 x 1 fs velocity Verlet from ~600 K Maxwell-Boltzmann velocities (seed 0); drifts in meV/atom
+NVE = {"steps": 1000, "dt_fs": 1.0, "temperature": 300.0, "seed": 0, "temperature_range": (100, 1000)}
 
 
 @pytest.mark.parametrize(
@@ -398,13 +340,13 @@ def _nve_drift(calc, atoms: Atoms, steps: int, temperature: float = 300.0, seed:
 )
 def test_nve_conserves_energy(model, bound, request):
     """1 ps (1000 x 1 fs) of Cu32 at ~300 K conserves the total energy within ``bound`` meV/atom."""
-    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
-    drift = _nve_drift(AmpTorchCalculator(request.getfixturevalue(model), n_threads=1), atoms, 1000)
+    atoms = fcc_bulk("Cu", 3.61, (2, 2, 2), rattle=0.0)
+    drift = 1000 * nve_drift(AmpTorchCalculator(request.getfixturevalue(model), n_threads=1), atoms, **NVE)
     assert drift < bound
 
 
 @pytest.mark.slow
 def test_nve_conserves_energy_hard_cutoff_108(cu_trainer):
     """1 ps of Cu108 with the original's hard GMP cutoff: neighbours crossing it make small jumps."""
-    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((3, 3, 3))
-    assert _nve_drift(AmpTorchCalculator(cu_trainer, n_threads=1), atoms, 1000) < 1.0
+    atoms = fcc_bulk("Cu", 3.61, (3, 3, 3), rattle=0.0)
+    assert 1000 * nve_drift(AmpTorchCalculator(cu_trainer, n_threads=1), atoms, **NVE) < 1.0

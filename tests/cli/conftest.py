@@ -8,17 +8,16 @@ SingleNN 2x8, 3 epochs.
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 import ase.io
-import numpy as np
 import pytest
 import yaml
 from ase import Atoms
-from ase.build import bulk
 
 from amptorch.cli import main
-from amptorch.demo import label_emt
+from amptorch.testing import make_cu_emt
 
 CONFIG = {
     "model": {"name": "singlenn", "get_forces": True, "num_layers": 2, "num_nodes": 8},
@@ -34,19 +33,8 @@ CONFIG = {
 }
 
 
-def make_cu32(n: int, seed: int, vacancy: bool = False) -> list[Atoms]:
-    """``n`` rattled, strained 32-atom fcc Cu cells (31 with ``vacancy``) with EMT energy (eV), forces
-    (eV/Å) and stress (eV/Å^3)."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for _ in range(n):
-        atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
-        if vacancy:
-            del atoms[7]
-        atoms.set_cell(atoms.cell.array @ (np.eye(3) + rng.uniform(-0.02, 0.02, (3, 3))), scale_atoms=True)
-        atoms.positions += rng.normal(0.0, 0.08, atoms.positions.shape)
-        frames.append(label_emt(atoms))
-    return frames
+# ``n`` rattled (0.08 Å), strained 32-atom fcc Cu cells with EMT energy (eV), forces (eV/Å), stress (eV/Å^3)
+make_cu32 = partial(make_cu_emt, a=3.61, big_every=0, vacancy_every=0, rattle=0.08)
 
 
 def write_config(path: Path, config: dict) -> Path:
@@ -59,7 +47,7 @@ def workdir(tmp_path_factory) -> Path:
     """A directory with train.extxyz (8), test.extxyz (3 labelled), nolabels.extxyz and config.yaml."""
     root = tmp_path_factory.mktemp("cli")
     ase.io.write(root / "train.extxyz", make_cu32(8, seed=0))
-    test = make_cu32(2, seed=5) + make_cu32(1, seed=6, vacancy=True)  # structures of different sizes
+    test = make_cu32(2, seed=5) + make_cu32(1, seed=6, vacancy_every=1, vacancy_site=7)  # structures of different sizes
     ase.io.write(root / "test.extxyz", test)
     ase.io.write(root / "nolabels.extxyz", [Atoms(a.symbols, a.positions, cell=a.cell, pbc=True) for a in test])
     write_config(root / "config.yaml", CONFIG)

@@ -4,42 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ase.build import bulk, fcc111, molecule
-from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from amptorch.descriptors import GaussianSF
-
-
-def emt_frozen(atoms):
-    """Attach EMT results as a SinglePointCalculator (as if read from extxyz)."""
-    atoms.calc = EMT()
-    res = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
-    if atoms.pbc.all():
-        res["stress"] = atoms.get_stress()
-    atoms.calc = SinglePointCalculator(atoms, **res)
-    return atoms
+from amptorch.testing import fcc111_slab, fcc_bulk, isolated_molecule, label_emt
 
 
 def cu_bulk(seed: int, size=(2, 2, 2)):
-    a = bulk("Cu", "fcc", a=3.6, cubic=True) * size
-    a.rattle(0.05, seed=seed)
-    return a
+    return fcc_bulk("Cu", 3.6, size, rattle=0.05, seed=seed, method="ase")
 
 
 def cupt_slab(seed: int):
-    s = fcc111("Cu", size=(2, 2, 3), vacuum=5.0)
-    s.numbers[[0, 5, 9]] = 78
-    s.info.clear()
-    s.rattle(0.05, seed=seed)
-    return s
+    return fcc111_slab("Cu", (2, 2, 3), 5.0, substitute={0: "Pt", 5: "Pt", 9: "Pt"}, rattle=0.05, seed=seed,
+                       method="ase")  # fmt: skip
 
 
 def water(seed: int):
-    m = molecule("H2O")
-    m.center(vacuum=4.0)
-    m.rattle(0.02, seed=seed)
-    return m
+    return isolated_molecule("H2O", vacuum=4.0, rattle=0.02, seed=seed, method="ase")
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +36,7 @@ def descriptor():
 @pytest.fixture(scope="session")
 def _images():
     frames = [cu_bulk(1), cupt_slab(2), water(3), cu_bulk(4, (1, 1, 2)), cupt_slab(5), water(6)]
-    return [emt_frozen(a) for a in frames]
+    return [label_emt(a) for a in frames]  # EMT results frozen, as if read from extxyz
 
 
 @pytest.fixture

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from amptorch import InputError
-from amptorch.data import AtomsDataset, collate, make_loader
+from amptorch.data import AtomsDataset, collate
 
 
 def test_collate_offsets_reproduce_blocks(records):
@@ -38,11 +39,9 @@ def test_dataset_and_loader(records):
     ds = AtomsDataset(records)
     assert len(ds) == 6 and ds.n_features == records[0].n_features
     assert ds.elements == [1, 8, 29, 78]
-    order1 = [b.energy.tolist() for b in make_loader(ds, batch_size=4, shuffle=True, seed=3)]
-    order2 = [b.energy.tolist() for b in make_loader(ds, batch_size=4, shuffle=True, seed=3)]
-    assert order1 == order2
-    assert sorted(sum(order1, [])) == pytest.approx(sorted(r.energy for r in records))
-    batches = list(make_loader(ds.subset([0, 1, 2]), batch_size=2))
+    order = [b.energy.tolist() for b in DataLoader(ds, batch_size=4, shuffle=True, collate_fn=collate)]
+    assert sorted(sum(order, [])) == pytest.approx(sorted(r.energy for r in records))
+    batches = list(DataLoader(ds.subset([0, 1, 2]), batch_size=2, collate_fn=collate))
     assert [len(b) for b in batches] == [2, 1]
     assert isinstance(batches[0].features, torch.Tensor)
 
@@ -53,5 +52,3 @@ def test_dataset_rejects_mixed_lengths(records):
     bad = replace(records[1], features=records[1].features[:, :3])
     with pytest.raises(InputError, match="structure 1: features: 3 per atom"):
         AtomsDataset([records[0], bad])
-    with pytest.raises(InputError, match="batch_size"):
-        make_loader(AtomsDataset(records), batch_size=0)

@@ -7,15 +7,16 @@ import pickle
 import lmdb
 import numpy as np
 import pytest
+from torch.utils.data import DataLoader
 
 import amptorch.data.lmdb as lm
 from amptorch import InputError
 from amptorch.data import (
     AtomsDataset,
     LmdbDataset,
+    collate,
     featurize,
     get_lmdb_dataset,
-    make_loader,
     read_metadata,
     update_metadata,
     write_lmdb,
@@ -54,7 +55,7 @@ def test_records_and_several_files(tmp_path, records):
     assert len(ds) == 6
     for k in range(6):
         assert_same(ds[k], records[k])
-    batches = list(make_loader(ds, batch_size=4, num_workers=2))
+    batches = list(DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate))
     assert sum(len(b) for b in batches) == 6
     np.testing.assert_allclose(batches[0].energy.numpy(), [r.energy for r in records[:4]])
     with pytest.raises(IndexError):

@@ -190,3 +190,58 @@ def test_compute_many_names_the_structure(workers):
     gsf = GaussianSF(["H"], g2=[(0.1, 0.0)])
     images = [h2(), h2(), h2(), Atoms()]
     raises(lambda: gsf.compute_many(images, workers=workers, progress=False), "structure 3:", "empty")
+
+
+GMP_TABLE_FIELDS = ["sigma_alpha", "probe_sigma", "probe_order", "probe_amp", "comp_start", "comp_weight", "comp_poly",
+                    "poly_start", "mono_coef", "mono_pow", "harmonic", "square", "include_self", "cutoff_kind",
+                    "cutoff", "cutoff_gamma"]  # fmt: skip
+GSF_TABLE_FIELDS = ["kind", "el1", "el2", "eta", "rs", "lam", "cutoff_kind", "cutoff", "cutoff_gamma"]
+
+
+def same_tables(a, b, fields) -> bool:
+    return all(np.array_equal(getattr(a, k), getattr(b, k)) for k in fields)
+
+
+def test_kernel_tables_checked_read_only_and_copyable():
+    import copy
+    import pickle
+
+    from amptorch import _core
+
+    t = GMP(orders=[0, 2, 3], sigmas=[0.5, 1.0], cutoff=6.0, smooth_cutoff="cosine").kernel_tables
+    kw = {k: getattr(t, k) for k in GMP_TABLE_FIELDS}
+    assert t.mono_pow.shape[1] == 3 and t.max_power == 3 and t.n_features == 6 and t.cutoff_kind == 1
+    assert same_tables(_core.GMPTables(**kw), t, GMP_TABLE_FIELDS)
+    for other in (copy.deepcopy(t), pickle.loads(pickle.dumps(t))):
+        assert other is not t and same_tables(other, t, GMP_TABLE_FIELDS)
+    with pytest.raises(TypeError):
+        _core.GMPTables(*kw.values())  # keywords only
+    with pytest.raises(AttributeError):
+        t.square = False
+    with pytest.raises(ValueError, match="read-only"):
+        t.sigma_alpha[0] = 1.0
+    for change, match in [
+        (dict(probe_amp=kw["probe_amp"][:-1]), "probe arrays"),
+        (dict(comp_poly=kw["comp_poly"] + 100), "comp_poly"),
+        (dict(probe_sigma=kw["probe_sigma"] + 2), "probe index"),
+        (dict(mono_pow=kw["mono_pow"][:-1]), "monomial arrays"),
+        (dict(cutoff_kind=5), "cutoff_kind"),
+        (dict(cutoff=-1.0), "cutoff"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            _core.GMPTables(**{**kw, **change})
+    assert not t.with_harmonic(False).harmonic and t.harmonic
+    nonsolid = GMP(orders=[0, 2], sigmas=[0.5], cutoff=6.0, solid_harmonics=False, smooth_cutoff="cosine")
+    with pytest.raises(ValueError, match="homogeneous"):
+        nonsolid.kernel_tables.with_harmonic(True)
+    with pytest.raises(ValueError, match="harmonic"):
+        _core.GMPInference(nonsolid.kernel_tables)
+
+    g = GaussianSF(["H", "O"], g2=[(0.1, 0.0)], g4=[(0.01, 1.0, 1.0)]).kernel_tables
+    kw = {k: getattr(g, k) for k in GSF_TABLE_FIELDS}
+    assert g.kind.shape == (2, g.n_features) and g.n_elements == 2
+    assert same_tables(copy.deepcopy(g), g, GSF_TABLE_FIELDS)
+    with pytest.raises(ValueError, match="el1, el2"):
+        _core.GSFTables(**{**kw, "el2": kw["el2"] + 2})
+    with pytest.raises(ValueError, match="one shape"):
+        _core.GSFTables(**{**kw, "eta": kw["eta"][:, :-1]})

@@ -22,6 +22,9 @@ from amptorch.errors import InputError
 
 from ._helpers import GMP_PARAMS, alloy, ethanol, slab, small_bulk
 
+# short hard cutoffs on purpose: the two kernels must agree whatever the cutoff
+pytestmark = pytest.mark.filterwarnings("ignore:GMP. the hard cutoff:UserWarning")
+
 
 def cu_bulk():
     a = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))

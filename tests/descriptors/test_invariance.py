@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk
 
 from amptorch.descriptors import GMP, GaussianSF
+from amptorch.testing import assert_close_rel, image_shifted, permuted, random_rotation, rotated, translated
 
 from ._helpers import ethanol, slab, small_bulk
 
 TOL = 1e-10
+assert_same = partial(assert_close_rel, rtol=TOL)
 
 
 def descriptors_for(atoms: Atoms):
@@ -27,18 +31,6 @@ def descriptors_for(atoms: Atoms):
 STRUCTURES = {"molecule": ethanol, "bulk": small_bulk, "slab": slab}
 
 
-def rotation(seed: int = 0) -> np.ndarray:
-    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    return q if np.linalg.det(q) > 0 else -q
-
-
-def assert_same(a, b, what: str, rtol: float = TOL) -> None:
-    scale = max(np.abs(a).max(), 1e-300)
-    assert a.shape == b.shape, f"{what}: shapes {a.shape} vs {b.shape}"
-    assert np.abs(a - b).max() <= rtol * scale, f"{what}: differ by {np.abs(a - b).max() / scale:.2e}"
-
-
 def full(desc, atoms):
     return desc.compute(atoms, derivatives=True, strain=True)
 
@@ -46,10 +38,8 @@ def full(desc, atoms):
 @pytest.mark.parametrize("name", list(STRUCTURES))
 def test_rotation(name):
     atoms = STRUCTURES[name]()
-    R = rotation()
-    rot = atoms.copy()
-    rot.positions = atoms.positions @ R.T
-    rot.cell = atoms.cell.array @ R.T
+    R = random_rotation(0)
+    rot = rotated(atoms, R)
     for desc in descriptors_for(atoms):
         a, b = full(desc, atoms), full(desc, rot)
         assert_same(a.features, b.features, f"{desc} features")
@@ -73,8 +63,7 @@ def test_improper_rotation_gmp_even_and_odd_orders():
 @pytest.mark.parametrize("name", list(STRUCTURES))
 def test_translation(name):
     atoms = STRUCTURES[name]()
-    moved = atoms.copy()
-    moved.positions += [13.7, -4.2, 0.9]
+    moved = translated(atoms, [13.7, -4.2, 0.9])
     for desc in descriptors_for(atoms):
         a, b = full(desc, atoms), full(desc, moved)
         assert_same(a.features, b.features, "features")
@@ -85,10 +74,9 @@ def test_translation(name):
 @pytest.mark.parametrize("name", list(STRUCTURES))
 def test_permutation(name):
     atoms = STRUCTURES[name]()
-    perm = np.random.default_rng(1).permutation(len(atoms))
-    permuted = atoms[perm]
+    other, perm = permuted(atoms, seed=1)  # never the identity, so every structure is really permuted
     for desc in descriptors_for(atoms):
-        a, b = full(desc, atoms), full(desc, permuted)
+        a, b = full(desc, atoms), full(desc, other)
         assert_same(a.features[perm], b.features, "features")
         da, db = a.dense_dfeat(), b.dense_dfeat()
         assert_same(da[perm][:, :, perm], db, "dense dfeat blocks")
@@ -112,11 +100,7 @@ def test_supercell_has_the_same_per_atom_features():
 @pytest.mark.parametrize("name", ["bulk", "slab"])
 def test_wrapping_by_lattice_vectors(name):
     atoms = STRUCTURES[name]()
-    shifted = atoms.copy()
-    periodic = np.flatnonzero(atoms.pbc)
-    shifts = np.random.default_rng(2).integers(-2, 3, size=(len(atoms), 3))
-    shifts[:, [a for a in range(3) if a not in periodic]] = 0
-    shifted.positions += shifts @ atoms.cell.array
+    shifted = image_shifted(atoms, seed=2, max_shift=2)
     for desc in descriptors_for(atoms):
         a, b = full(desc, atoms), full(desc, shifted)
         assert_same(a.features, b.features, "features")

@@ -18,8 +18,9 @@ import sympy as sp
 from ase import Atoms
 
 from amptorch.descriptors import GMP, GaussianSF
+from amptorch.testing import fd_feature_positions, max_rel_error
 
-from ._helpers import GMP_PARAMS, GSF_PARAMS, fd_positions, load_reference, max_rel_error, reference_atoms
+from ._helpers import GMP_PARAMS, GSF_PARAMS, load_reference, reference_atoms
 
 RTOL = 1e-6
 STRUCTS = ["h2o", "ethanol", "cu108", "pt_co_slab", "hea128"]
@@ -107,7 +108,7 @@ def test_orders_0_to_9(struct):
     np.testing.assert_allclose(rec9.features, d["features"][:, 27:], rtol=RTOL, atol=0)
     np.testing.assert_allclose(rec9.dfeat, rec.dfeat[:, 27:], rtol=1e-12, atol=0)
     movers = list(range(len(atoms)))
-    err = max_rel_error(rec9.dense_dfeat(), fd_positions(nine, atoms, movers))
+    err = max_rel_error(rec9.dense_dfeat(), fd_feature_positions(nine, atoms, movers))
     assert err < 1e-6, f"order 9 derivatives: FD relative error {err:.2e}"
 
 

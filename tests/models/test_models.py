@@ -21,8 +21,9 @@ from amptorch.models import (
     build_model,
     resolve_activation,
 )
+from amptorch.testing import rel_error
 
-from ._helpers import ELEMENTS, make_model, make_structure, record, rel_err
+from ._helpers import ELEMENTS, make_model, make_structure, record
 
 KINDS = ["bulk", "slab", "molecule"]
 
@@ -139,12 +140,12 @@ def test_float32_agrees_with_float64(net, records):
     o32 = m32(batch, stress=True)
     for key in ("energy", "energies", "forces"):
         assert o32[key].dtype == torch.float32
-        assert rel_err(o32[key].double().detach().numpy(), o64[key].detach().numpy()) < 1e-5, key
-    assert rel_err(o32["stress"][0].double().detach(), o64["stress"][0].detach()) < 1e-4
+        assert rel_error(o32[key].double().detach().numpy(), o64[key].detach().numpy()) < 1e-5, key
+    assert rel_error(o32["stress"][0].double().detach(), o64["stress"][0].detach()) < 1e-4
     # float32 records (descriptor output in float32) work too
     recs32 = [record("gmp", make_structure(k), dtype=np.float32) for k in KINDS]
     o = m32(collate(recs32))
-    assert rel_err(o["forces"].double().detach().numpy(), o64["forces"].detach().numpy()) < 1e-4
+    assert rel_error(o["forces"].double().detach().numpy(), o64["forces"].detach().numpy()) < 1e-4
 
 
 def test_feature_function_matches_dense_jacobian(records):
@@ -226,7 +227,7 @@ def test_singlenn_element_outputs_gather():
     net = SingleNN(5, [1, 8], hidden_layers=[4], element_outputs=True).double()
     numbers = torch.tensor([8, 1, 1, 8])
     x = torch.randn(4, 5, dtype=torch.float64)
-    h = net.latent(x, numbers)
+    h = net.forward_latent(x, numbers)[1]
     expect = torch.stack([h[a] @ net.out_weight[k] + net.out_bias[k] for a, k in enumerate([1, 0, 0, 1])])
     torch.testing.assert_close(net(x, numbers), expect)
 
@@ -238,9 +239,9 @@ def test_latent_shapes(net, records):
     out = model(collate(recs), forces=False, latent=True)
     n = sum(r.n_atoms for r in recs)
     assert out["latent"].shape == (n, 5)
-    assert model.network.latent(
+    assert model.network.forward_latent(
         torch.zeros(n, recs[0].n_features, dtype=torch.float64), collate(recs).numbers
-    ).shape == (
+    )[1].shape == (
         n,
         5,
     )

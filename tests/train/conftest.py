@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from amptorch.demo import make_cu_emt
+from amptorch.testing import make_cu_emt
 from amptorch.train import AtomsTrainer
 
 # small GMP settings: 3 orders x 3 sigmas = 9 features
@@ -23,21 +23,17 @@ SIGMAS = [0.5, 1.0, 1.5]
 CUTOFF = 6.0
 
 
-def make_cu32(n: int, seed: int = 0) -> list[Atoms]:
-    """``n`` rattled, strained 32-atom fcc Cu cells with EMT energy (eV), forces (eV/Å), stress (eV/Å^3)."""
-    return make_cu_emt(n, seed, a=3.61, big_every=0, vacancy_every=0)
-
-
 @pytest.fixture(scope="session")
 def cu_images() -> list[Atoms]:
-    """20 training structures."""
-    return make_cu32(20, seed=0)
+    """20 training structures: rattled (a width per cell), strained 32-atom fcc Cu cells with EMT
+    energy (eV), forces (eV/Å) and stress (eV/Å^3)."""
+    return make_cu_emt(20, seed=0, a=3.61, big_every=0, vacancy_every=0)
 
 
 @pytest.fixture(scope="session")
 def cu_test_images() -> list[Atoms]:
     """4 structures never trained on."""
-    return make_cu32(4, seed=99)
+    return make_cu_emt(4, seed=99, a=3.61, big_every=0, vacancy_every=0)
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,7 @@ def test_misspelt_learning_rate_points_at_lr():
         ({"optim": {"optimizer": "Adamm"}}, "optim.optimizer", "did you mean 'Adam'"),
         ({"dataset": {"val_split": 1.5}}, "dataset.val_split", "less than 1"),
         ({"dataset": {"fp_scheme": "acsf"}}, "dataset.fp_scheme", "'gaussian'"),
-        ({"dataset": {"scaling": {"type": "minmax"}}}, "dataset.scaling", "'normalize' or 'standardize'"),
+        ({"dataset": {"scaling": {"type": "minmax"}}}, "dataset.scaling.type", "'normalize' or 'standardize'"),
         ({"model": {"name": "bpn"}}, "model.name", "'bpnn' or 'singlenn'"),
         ({"model": {"num_nodes": 0}}, "model.num_nodes", "greater than or equal to 1"),
         ({"model": {"hidden_layers": [10, 0]}}, "model.hidden_layers", "positive layer widths"),

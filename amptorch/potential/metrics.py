@@ -1,0 +1,66 @@
+"""Errors of predictions against reference labels (energy per atom, forces)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Labels(NamedTuple):
+    """Reference labels of one structure, without its fingerprints."""
+
+    numbers: np.ndarray  # (n,)
+    energy: float | None  # eV
+    forces: np.ndarray | None  # (n, 3) eV/Å
+
+    @classmethod
+    def of(cls, record) -> Labels:
+        """The labels of a FeatureRecord."""
+        return cls(record.numbers, record.energy, record.forces)
+
+
+def reference_labels(references: Sequence) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
+    """(atoms per structure (B,), reference energies (B,) eV, reference forces [(n, 3) eV/Å] or None).
+
+    ``references``: FeatureRecords with labels, or ase.Atoms whose calculator
+    holds energy (and forces) results. Forces are None unless every structure has them.
+    """
+    n, energy, forces = [], [], []
+    for r in references:
+        if hasattr(r, "get_potential_energy"):  # ase.Atoms
+            results = getattr(getattr(r, "calc", None), "results", {}) or {}
+            e = results.get("energy")
+            f = results.get("forces")
+        else:
+            e, f = r.energy, r.forces
+        n.append(len(r.numbers))
+        energy.append(np.nan if e is None else float(e))
+        forces.append(None if f is None else np.asarray(f, dtype=np.float64))
+    has_f = bool(forces) and all(f is not None for f in forces)
+    return np.asarray(n, dtype=float), np.asarray(energy, dtype=float), (forces if has_f else None)
+
+
+def errors(pred: dict, references: Sequence) -> dict[str, float]:
+    """Energy MAE/RMSE per atom (eV/atom) and force MAE/RMSE (eV/Å) of ``pred`` against labels.
+
+    Args:
+        pred: ``{"energy": [...] eV, "forces": [(n, 3) eV/Å, ...]}`` as ``predict`` returns.
+        references: labelled FeatureRecords or ase.Atoms, in the order of ``pred``.
+
+    Returns:
+        ``energy_mae``, ``energy_rmse``, ``n_structures`` and, when both sides
+        have forces, ``forces_mae`` and ``forces_rmse``.
+    """
+    n, e_ref, f_ref = reference_labels(references)
+    de = (np.asarray(pred["energy"], dtype=float) - e_ref) / n
+    out = {"energy_mae": float(np.abs(de).mean()), "energy_rmse": float(np.sqrt((de**2).mean())),
+           "n_structures": len(n)}  # fmt: skip
+    if "forces" in pred and f_ref is not None:
+        df = np.concatenate([np.asarray(p) - r for p, r in zip(pred["forces"], f_ref, strict=True)])
+        out.update(forces_mae=float(np.abs(df).mean()), forces_rmse=float(np.sqrt((df**2).mean())))
+    return out
+
+
+__all__ = ["Labels", "errors", "reference_labels"]

@@ -1,0 +1,209 @@
+"""TrainedPotential: a descriptor and an AtomisticModel that turn ase.Atoms into energies, forces and stress.
+
+It holds everything a deployed model needs (descriptor settings, feature
+scaler, energy baseline, network) and nothing of training: this package
+imports neither skorch nor ``amptorch.train``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase.data import chemical_symbols
+
+from amptorch.data import collate, featurize, read_structures
+from amptorch.descriptors import Descriptor
+from amptorch.descriptors.registry import entry_of
+from amptorch.errors import InputError, where
+from amptorch.models import AtomisticModel
+from amptorch.potential.metrics import Labels
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+class TrainedPotential:
+    """A trained potential: ``predict`` structures, ``evaluate`` records, ``save`` / ``load`` a checkpoint.
+
+    Args:
+        descriptor: the fingerprint the model was trained on.
+        model: AtomisticModel (network + scalers + energy baseline).
+        network: {"name": "singlenn" | "bpnn", "options": {...}} to rebuild the network.
+        meta: free-form metadata saved with the checkpoint (metrics, data size).
+        config: the validated training config (JSON), if any.
+    """
+
+    def __init__(
+        self,
+        descriptor: Descriptor,
+        model: AtomisticModel,
+        network: dict,
+        meta: dict | None = None,
+        config: dict | None = None,
+    ):
+        self.descriptor = descriptor
+        self.model = model
+        self.network = network
+        self.meta = dict(meta or {})
+        self.config = config
+        self._warned: set[tuple[int, ...]] = set()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def np_dtype(self) -> type:
+        """numpy dtype of the model's features (float32 or float64)."""
+        return np.float32 if self.dtype == torch.float32 else np.float64
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def elements(self) -> list[int]:
+        """Atomic numbers of the training data."""
+        return list(self.network["options"]["elements"])
+
+    # -- the element policy -------------------------------------------------
+    def unseen_reason(self) -> str | None:
+        """Why elements outside the training data are refused, or None where they are only warned about.
+
+        A BPNN has no network for an unseen element, a SingleNN with
+        ``element_outputs`` no output layer, and a descriptor with per-element
+        channels (Gaussian SF) no channel; a plain SingleNN on a descriptor that
+        describes any element (GMP, through its densities) can evaluate it,
+        with unknown accuracy (the feature scaler falls back to its all-element
+        statistics and the energy baseline to 0 eV/atom).
+        """
+        if self.network["name"] == "bpnn":
+            return "a BPNN model has no network for it"
+        if self.network["options"].get("element_outputs", False):
+            return "a SingleNN with element_outputs has no output layer for it"
+        if not entry_of(self.descriptor).any_element:
+            return "its fingerprints have no channels for it"
+        return None
+
+    def check_elements(self, numbers: np.ndarray, index: int | None = None) -> None:
+        """InputError for an element outside the training data where the model cannot describe it; else a
+        warning, once per set of unseen elements (see :meth:`unseen_reason`)."""
+        known = set(self.elements)
+        unseen = tuple(z for z in np.unique(numbers).tolist() if z not in known)
+        if not unseen:
+            return
+        names = [chemical_symbols[z] for z in unseen]
+        known_names = [chemical_symbols[z] for z in sorted(known)]
+        reason = self.unseen_reason()
+        if reason is not None:
+            raise InputError(
+                f"{where(index)}numbers: element {names[0]} was not in the training data and {reason}; "
+                f"the model knows {known_names}"
+            )
+        if unseen not in self._warned:
+            self._warned.add(unseen)
+            warnings.warn(
+                f"element(s) {names} were not in the training data {known_names}; the shared SingleNN "
+                "evaluates them through their GMP densities, but the accuracy is unknown",
+                stacklevel=3,
+            )
+
+    # -- prediction -----------------------------------------------------------
+    def evaluate(self, records, forces: bool = True, stress: bool = False, latent: bool = False) -> dict:
+        """Model outputs for a list of FeatureRecords, as float64 numpy arrays (batched)."""
+        self.model.eval()
+        batch = collate(records).to(self.device, self.dtype)
+        out = self.model(batch, forces=forces, stress=stress, latent=latent, create_graph=False)
+        return {k: v.detach().to("cpu", torch.float64).numpy() for k, v in out.items()}
+
+    def evaluate_many(self, records, forces: bool = True, batch_size: int = 64) -> tuple[dict[str, list], list]:
+        """Predictions and reference labels of records, reading each record once.
+
+        Args:
+            records: any sequence that slices into lists of FeatureRecords (a
+                list, a lazy LMDB split).
+
+        Returns:
+            ``({"energy": [eV], "forces": [(n, 3) eV/Å]}, [Labels])``: the
+            labels are what :func:`amptorch.potential.errors` and the parity
+            plot read, so a split on disk is not read again to score it.
+        """
+        out: dict[str, list] = {"energy": [], "forces": []}
+        labels: list[Labels] = []
+        for s in range(0, len(records), batch_size):
+            chunk = records[s : s + batch_size]
+            labels += [Labels.of(r) for r in chunk]
+            res = self.evaluate(chunk, forces=forces)
+            out["energy"] += res["energy"].tolist()
+            if forces:
+                out["forces"] += np.split(res["forces"], np.cumsum([r.n_atoms for r in chunk])[:-1])
+        if not forces:
+            del out["forces"]
+        return out, labels
+
+    def predict(
+        self,
+        images,
+        forces: bool = True,
+        stress: bool = False,
+        latent: bool = False,
+        descriptors: bool = False,
+        batch_size: int = 32,
+        progress: bool = False,
+        workers: int | None = None,
+    ) -> dict[str, list]:
+        """Predictions for structures (list of ase.Atoms, a file or a glob).
+
+        Returns the original's dict: ``energy`` (list of eV), ``forces`` (list
+        of (n, 3) eV/Å), plus ``energies`` (per-atom eV), ``stress`` (Voigt
+        eV/Å^3, None for non-periodic structures) when asked, ``latent`` (n, H)
+        and ``descriptors`` (n, F) when asked.
+        """
+        images = read_structures(images)
+        for k, atoms in enumerate(images):
+            self.check_elements(np.asarray(atoms.numbers), k)
+        keys = ["energy", "energies"] + [k for k, on in
+                                         (("forces", forces), ("stress", stress), ("latent", latent),
+                                          ("descriptors", descriptors)) if on]  # fmt: skip
+        out: dict[str, list] = {k: [] for k in keys}
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            records = featurize(
+                chunk, self.descriptor, derivatives=forces or stress, strain=stress, dtype=self.np_dtype,
+                workers=workers, progress=progress, with_labels=False,
+            )  # fmt: skip
+            res = self.evaluate(records, forces=forces, stress=stress, latent=latent)
+            offsets = np.concatenate([[0], np.cumsum([r.n_atoms for r in records])])
+            for b, rec in enumerate(records):
+                sl = slice(offsets[b], offsets[b + 1])
+                out["energy"].append(float(res["energy"][b]))
+                out["energies"].append(res["energies"][sl])
+                if forces:
+                    out["forces"].append(res["forces"][sl])
+                if stress:
+                    s = res["stress"][b]
+                    out["stress"].append(None if np.isnan(s).any() else s)
+                if latent:
+                    out["latent"].append(res["latent"][sl])
+                if descriptors:
+                    out["descriptors"].append(np.asarray(rec.features))
+        return out
+
+    # -- files ------------------------------------------------------------------
+    def save(self, path: str | Path, weights: bool = True, config: bool = True) -> Path:
+        """Write the checkpoint directory ``path`` (``amptorch.potential.checkpoint.save``)."""
+        from amptorch.potential.checkpoint import save
+
+        return save(self, path, weights=weights, config=config)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> TrainedPotential:
+        """Read a checkpoint directory (or its model.pt / meta.json); GPU checkpoints load on CPU."""
+        from amptorch.potential.checkpoint import load
+
+        return load(path, device)
+
+
+__all__ = ["DTYPES", "TrainedPotential"]
