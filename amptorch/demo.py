@@ -3,9 +3,10 @@
     amptorch demo            (or: python -m amptorch.demo)
 
 Data: rattled and strained fcc Cu cells (32 and 108 atoms, some with a
-vacancy) labelled with ASE's EMT calculator, made here so nothing is
-downloaded. Model: SingleNN on GMP fingerprints, trained on energies and
-forces; the test split is never seen in training.
+vacancy) labelled with ASE's EMT calculator, generated on the spot by
+``amptorch.testing.make_cu_emt`` so nothing is downloaded. Model: SingleNN
+on GMP fingerprints (7 Å cutoff, smoothed), trained on energies and forces;
+the test split is never seen in training.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def demo_config(images, epochs: int = 150, run_dir: str = "runs/demo", quiet: bo
                   "scheduler": {"policy": "CosineAnnealingLR", "params": {"T_max": epochs, "eta_min": 2e-4}}},
         "dataset": {"raw_data": images, "val_split": 0.1, "fp_scheme": "gmpordernorm",
                     "fp_params": {"MCSHs": {"orders": [0, 1, 2, 3], "sigmas": [0.4, 0.8, 1.2, 1.6, 2.0]},
-                                  "cutoff": 7.0},
+                                  "cutoff": 7.0, "smooth_cutoff": "cosine"},
                     "save_fps": False, "scaling": {"type": "standardize", "elementwise": False}},
         "cmd": {"debug": False, "run_dir": run_dir, "seed": 1, "identifier": "demo", "verbose": not quiet,
                 "dtype": "float64"},

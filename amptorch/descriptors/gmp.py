@@ -32,6 +32,7 @@ from amptorch.descriptors import densities as dens
 from amptorch.descriptors import mcsh
 from amptorch.descriptors.base import Descriptor, as_float_list, species_index
 from amptorch.descriptors.neighbors import NeighborEntries
+from amptorch.descriptors.registry import DescriptorEntry, register
 from amptorch.errors import InputError, where
 
 SMOOTH_CUTOFFS = {None: 0, "cosine": 1, "polynomial": 2}
@@ -417,3 +418,18 @@ class GMP(Descriptor):
             args["rs"] = rs_setup["rs"]
         args.update(kwargs)
         return cls(**args)
+
+
+def _from_params(fp_params, scheme, elements, cutoff_params) -> GMP:
+    """The registry's builder: the original's defaults without ``fp_params``."""
+    return GMP() if fp_params is None else GMP.from_amptorch(fp_params, fp_scheme=scheme)
+
+
+def _fused(gmp: GMP, skin: float):
+    """The calculator's fused path (solid harmonics only)."""
+    from amptorch.descriptors.gmp_inference import GMPInference
+
+    return GMPInference(gmp, skin) if GMPInference.supports(gmp) else None
+
+
+register(DescriptorEntry("GMP", GMP, ("gmpordernorm", "gmp"), _from_params, any_element=True, fused=_fused))

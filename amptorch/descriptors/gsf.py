@@ -19,6 +19,7 @@ from ase.data import chemical_symbols
 from amptorch.descriptors.base import Descriptor, as_float_list
 from amptorch.descriptors.densities import element_number
 from amptorch.descriptors.neighbors import NeighborEntries
+from amptorch.descriptors.registry import DescriptorEntry, register
 from amptorch.errors import InputError, where
 
 CUTOFF_FNS = {"cosine": 1, "polynomial": 2}
@@ -104,25 +105,27 @@ class GaussianSF(Descriptor):
 
     def _rows(self, g2, g4, g5, tag: str) -> list[Row]:
         rows: list[Row] = []
-        for eta, rs in self._params(g2, 2, f"g2{tag}"):
+        for eta, rs in self.check_functions(g2, 2, f"g2{tag}"):
             rows += [(2, int(z), 0, eta, rs, 0.0) for z in self._given]
         for kind, params in ((4, g4), (5, g5)):
-            for eta, zeta, lam in self._params(params, 3, f"g{kind}{tag}"):
-                if zeta < 1 or lam not in (1.0, -1.0):
-                    raise InputError(f"g{kind}{tag}: got zeta={zeta}, lambda={lam}; expected zeta >= 1, lambda = +-1")
+            for eta, zeta, lam in self.check_functions(params, kind, f"g{kind}{tag}"):
                 rows += [(kind, int(a), int(b), eta, zeta, lam)
                          for a, b in itertools.combinations_with_replacement(self._given, 2)]  # fmt: skip
         return sorted(set(rows))
 
     @staticmethod
-    def _params(values, width: int, name: str) -> list[tuple[float, ...]]:
+    def check_functions(values, kind: int, name: str) -> list[tuple[float, ...]]:
+        """G2 (eta, Rs) or G4/G5 (eta, zeta, lambda) parameter tuples, checked (InputError naming ``name``)."""
+        width = 2 if kind == 2 else 3
         out = []
         for v in values:
             v = tuple(as_float_list(v, name))
             if len(v) != width:
-                raise InputError(f"{name}: got {v!r}; expected {width} numbers per function")
+                raise InputError(f"got {v!r}; expected {width} numbers per function", name)
             if not v[0] >= 0:
-                raise InputError(f"{name}: eta {v[0]!r}; expected eta >= 0 (1/Å^2)")
+                raise InputError(f"eta {v[0]!r}; expected eta >= 0 (1/Å^2)", name)
+            if kind != 2 and (v[1] < 1 or v[2] not in (1.0, -1.0)):
+                raise InputError(f"got zeta={v[1]}, lambda={v[2]}; expected zeta >= 1, lambda = +-1", name)
             out.append(v)
         return out
 
@@ -209,47 +212,61 @@ class GaussianSF(Descriptor):
         (divided by Rc^2 here), gammas are the lambdas.
         ``cutoff_params = {"cutoff_func": "cosine" | "polynomial", "gamma": 2}``.
         """
+        return cls(elements, **cls.parse_amptorch(Gs, cutoff_params))
+
+    @classmethod
+    def parse_amptorch(cls, Gs: Mapping, cutoff_params: Mapping | None = None) -> dict:
+        """The constructor's keyword arguments (all but ``elements``) from the original's ``fp_params``,
+        every value checked; InputErrors name the key path (``fp_params.default.G2.etas``)."""
         if not isinstance(Gs, Mapping) or not Gs:
-            raise InputError("fp_params: expected {'default': {'G2': {...}, 'G4': {...}, 'cutoff': Rc}}")
+            raise InputError("expected {'default': {'G2': {...}, 'G4': {...}, 'cutoff': Rc}}", "fp_params")
         cutoff_params = dict(cutoff_params or {"cutoff_func": "cosine"})
-        fn = str(cutoff_params.get("cutoff_func", "cosine")).lower()
-
-        def parse(spec: Mapping, tag: str) -> tuple[dict, float]:
-            unknown = set(spec) - {"G2", "G4", "G5", "cutoff"}
-            if unknown:
-                raise InputError(f"fp_params.{tag}: unknown key {sorted(unknown)[0]!r}; expected G2, G4, G5, cutoff")
-            if "cutoff" not in spec:
-                raise InputError(f"fp_params.{tag}.cutoff: missing; expected the cutoff radius in Å")
-            rc = float(spec["cutoff"])
-            if not rc > 0:
-                raise InputError(f"fp_params.{tag}.cutoff: got {rc}; expected > 0 Å")
-            out: dict[str, list] = {"g2": [], "g4": [], "g5": []}
-            if "G2" in spec:
-                g = spec["G2"]
-                out["g2"] = [(e / rc**2, r) for e in as_float_list(g["etas"], f"{tag}.G2.etas")
-                             for r in as_float_list(g.get("rs_s", [0.0]), f"{tag}.G2.rs_s")]  # fmt: skip
-            for kind in ("G4", "G5"):
-                if kind in spec:
-                    g = spec[kind]
-                    out[kind.lower()] = [
-                        (e / rc**2, z, lam)
-                        for e in as_float_list(g["etas"], f"{tag}.{kind}.etas")
-                        for z in as_float_list(g["zetas"], f"{tag}.{kind}.zetas")
-                        for lam in as_float_list(g["gammas"], f"{tag}.{kind}.gammas")
-                    ]
-            return out, rc
-
-        parsed = {key: parse(spec, key) for key, spec in Gs.items()}
+        parsed = {key: cls._parse_element(spec, f"fp_params.{key}") for key, spec in Gs.items()}
         cutoffs = {rc for _, rc in parsed.values()}
         if len(cutoffs) != 1:
-            raise InputError(f"fp_params: cutoffs {sorted(cutoffs)} differ between elements; expected one cutoff")
-        default = parsed.get("default", next(iter(parsed.values())))[0]
-        per_element = {k: v[0] for k, v in parsed.items() if k != "default"}
-        return cls(
-            elements,
-            **default,
-            cutoff=cutoffs.pop(),
-            cutoff_fn=fn,
-            gamma=float(cutoff_params.get("gamma", 2.0)),
-            per_element=per_element,
-        )
+            raise InputError(f"cutoffs {sorted(cutoffs)} differ between elements; expected one cutoff", "fp_params")
+        return {
+            **parsed.get("default", next(iter(parsed.values())))[0],
+            "cutoff": cutoffs.pop(),
+            "cutoff_fn": str(cutoff_params.get("cutoff_func", "cosine")).lower(),
+            "gamma": float(cutoff_params.get("gamma", 2.0)),
+            "per_element": {k: v[0] for k, v in parsed.items() if k != "default"},
+        }
+
+    @classmethod
+    def _parse_element(cls, spec: Mapping, path: str) -> tuple[dict, float]:
+        """({"g2": [...], "g4": [...], "g5": [...]} with etas in 1/Å^2, cutoff Å) of one ``fp_params`` entry."""
+        if not isinstance(spec, Mapping):
+            raise InputError(f"got {type(spec).__name__}; expected {{'G2': {{...}}, 'cutoff': Rc}}", path)
+        unknown = set(spec) - {"G2", "G4", "G5", "cutoff"}
+        if unknown:
+            raise InputError(f"unknown key {sorted(unknown)[0]!r}; expected G2, G4, G5, cutoff", path)
+        if "cutoff" not in spec:
+            raise InputError("missing; expected the cutoff radius in Å", f"{path}.cutoff")
+        rc = as_float_list(spec["cutoff"], f"{path}.cutoff")[0]
+        if not rc > 0:
+            raise InputError(f"got {rc}; expected > 0 Å", f"{path}.cutoff")
+        out: dict[str, list] = {"g2": [], "g4": [], "g5": []}
+        for kind, keys in (("G2", ("etas", "rs_s")), ("G4", ("etas", "zetas", "gammas")),
+                           ("G5", ("etas", "zetas", "gammas"))):  # fmt: skip
+            if kind not in spec:
+                continue
+            g = spec[kind]
+            missing = [k for k in keys if k not in g and k != "rs_s"] if isinstance(g, Mapping) else list(keys)
+            if missing:
+                raise InputError(f"missing {missing[0]!r}; expected a dict with keys {list(keys)}", f"{path}.{kind}")
+            values = [as_float_list(g.get(k, [0.0]), f"{path}.{kind}.{k}") for k in keys]
+            values[0] = [e / rc**2 for e in values[0]]
+            out[kind.lower()] = cls.check_functions(itertools.product(*values), int(kind[1]), f"{path}.{kind}")
+        return out, rc
+
+
+def _from_params(fp_params, scheme, elements, cutoff_params) -> GaussianSF | None:
+    """The registry's builder: None (parameters checked) while the elements are not known."""
+    if fp_params is None:
+        raise InputError("missing; expected the Gs dict for fp_scheme 'gaussian'")
+    args = GaussianSF.parse_amptorch(fp_params, cutoff_params)
+    return None if elements is None else GaussianSF(elements, **args)
+
+
+register(DescriptorEntry("GaussianSF", GaussianSF, ("gaussian",), _from_params, needs_elements=True))
