@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from amptorch.descriptors.record import voigt
+from amptorch.descriptors.base import stored_labels
 from amptorch.errors import InputError
 
 __all__ = ["main", "parse_overrides", "load_yaml", "build_parser"]
@@ -109,19 +109,6 @@ def parse_overrides(config: dict, overrides: Sequence[str]) -> dict:
 
 
 # -------------------------------------------------------------------- helpers
-def _reference(atoms) -> dict:
-    """Reference labels stored on a structure (a SinglePointCalculator's results), if any."""
-    res = dict(getattr(getattr(atoms, "calc", None), "results", {}) or {})
-    out = {}
-    if "energy" in res:
-        out["energy"] = float(res["energy"])
-    if "forces" in res:
-        out["forces"] = np.asarray(res["forces"], dtype=np.float64)
-    if "stress" in res:
-        out["stress"] = voigt(res["stress"])
-    return out
-
-
 def _read_data(data) -> list:
     """Structures from files/globs; errors name the command-line argument ``data``."""
     from amptorch.data import read_structures
@@ -254,7 +241,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     dt = time.perf_counter() - t0
-    refs = [_reference(a) for a in images]
+    refs = [stored_labels(a) for a in images]
     out_images = []
     for k, atoms in enumerate(images):
         a = atoms.copy()

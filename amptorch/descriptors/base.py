@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import numbers
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -43,8 +45,8 @@ def structure_arrays(atoms, index: int | None = None) -> tuple[np.ndarray, np.nd
     return numbers, positions, cell, pbc
 
 
-def _targets(atoms) -> dict:
-    """Energy (eV), forces (eV/Å), stress (Voigt, eV/Å^3) from an attached calculator, if any."""
+def stored_labels(atoms) -> dict:
+    """Energy (eV), forces (eV/Å), stress (Voigt, eV/Å^3) an attached calculator holds, if any (none computed)."""
     out: dict = {}
     calc = getattr(atoms, "calc", None)
     if calc is None:
@@ -141,7 +143,7 @@ class Descriptor(ABC):
             dfeat_strain=dstrain,
             cell=cell,
             pbc=pbc,
-            **_targets(atoms),
+            **stored_labels(atoms),
         )
 
     def compute_many(
@@ -214,6 +216,20 @@ def species_index(numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(unique atomic numbers (S,), species index of each atom (n,))."""
     uniq, inv = np.unique(numbers, return_inverse=True)
     return uniq, inv.astype(np.int64)
+
+
+def check_cutoff(
+    cutoff, function, gamma, functions: Mapping, names: tuple[str, str, str] = ("cutoff", "cutoff_fn", "gamma")
+) -> tuple[float, float]:
+    """(cutoff Å, gamma) checked: a positive finite cutoff (any real number, not a bool), a cutoff
+    function among ``functions`` and, for "polynomial", an exponent gamma > 0; errors name ``names``."""
+    if isinstance(cutoff, bool) or not isinstance(cutoff, numbers.Real) or not (math.isfinite(cutoff) and cutoff > 0):
+        raise InputError(f"got {cutoff!r}; expected a positive number of Å", names[0])
+    if function not in functions:
+        raise InputError(f"got {function!r}; expected one of {list(functions)}", names[1])
+    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or (function == "polynomial" and not gamma > 0):
+        raise InputError(f"got {gamma!r}; expected a number > 0 for the polynomial cutoff", names[2])
+    return float(cutoff), float(gamma)
 
 
 def as_float_list(values: Sequence[float] | float, name: str) -> list[float]:

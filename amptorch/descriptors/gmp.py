@@ -30,7 +30,7 @@ from ase.data import chemical_symbols
 
 from amptorch.descriptors import densities as dens
 from amptorch.descriptors import mcsh
-from amptorch.descriptors.base import Descriptor, as_float_list, species_index
+from amptorch.descriptors.base import Descriptor, as_float_list, check_cutoff, species_index
 from amptorch.descriptors.neighbors import NeighborEntries
 from amptorch.descriptors.registry import DescriptorEntry, register
 from amptorch.errors import InputError, where
@@ -142,15 +142,10 @@ class GMP(Descriptor):
         self.sigmas = sorted({p[-1] for p in self.probes})
         if cutoff is None:
             cutoff = default_cutoff(max(self.sigmas))
-        if not (isinstance(cutoff, (int, float)) and math.isfinite(cutoff) and cutoff > 0):
-            raise InputError(f"cutoff: got {cutoff!r}; expected a positive number of Å")
-        self._cutoff = float(cutoff)
-        if smooth_cutoff not in SMOOTH_CUTOFFS:
-            raise InputError(f"smooth_cutoff: got {smooth_cutoff!r}; expected None, 'cosine' or 'polynomial'")
+        self._cutoff, self.cutoff_gamma = check_cutoff(
+            cutoff, smooth_cutoff, cutoff_gamma, SMOOTH_CUTOFFS, ("cutoff", "smooth_cutoff", "cutoff_gamma")
+        )
         self.smooth_cutoff = smooth_cutoff
-        self.cutoff_gamma = float(cutoff_gamma)
-        if smooth_cutoff == "polynomial" and not self.cutoff_gamma > 0:
-            raise InputError(f"cutoff_gamma: got {cutoff_gamma!r}; expected > 0")
         self.fallback = bool(fallback)
         self.densities = {
             z: dens.check_gaussians(z, g, "densities")

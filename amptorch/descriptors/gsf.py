@@ -10,13 +10,12 @@ has the same layout, so rows align across elements.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from ase.data import chemical_symbols
 
-from amptorch.descriptors.base import Descriptor, as_float_list
+from amptorch.descriptors.base import Descriptor, as_float_list, check_cutoff
 from amptorch.descriptors.densities import element_number
 from amptorch.descriptors.neighbors import NeighborEntries
 from amptorch.descriptors.registry import DescriptorEntry, register
@@ -65,15 +64,8 @@ class GaussianSF(Descriptor):
         self.elements = [chemical_symbols[z] for z in given]
         self._given = given
         self._z = np.array(zs, dtype=np.int64)
-        if not (isinstance(cutoff, (int, float)) and math.isfinite(cutoff) and cutoff > 0):
-            raise InputError(f"cutoff: got {cutoff!r}; expected a positive number of Å")
-        self._cutoff = float(cutoff)
-        if cutoff_fn not in CUTOFF_FNS:
-            raise InputError(f"cutoff_fn: got {cutoff_fn!r}; expected 'cosine' or 'polynomial'")
+        self._cutoff, self.gamma = check_cutoff(cutoff, cutoff_fn, gamma, CUTOFF_FNS)
         self.cutoff_fn = cutoff_fn
-        self.gamma = float(gamma)
-        if cutoff_fn == "polynomial" and not self.gamma > 0:
-            raise InputError(f"gamma: got {gamma!r}; expected > 0 for the polynomial cutoff")
         default = self._rows(g2, g4, g5, "")
         self.rows: dict[int, list[Row]] = {z: default for z in zs}
         for key, spec in (per_element or {}).items():

@@ -7,6 +7,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from amptorch.descriptors.base import stored_labels
+
 
 class Labels(NamedTuple):
     """Reference labels of one structure, without its fingerprints."""
@@ -30,9 +32,8 @@ def reference_labels(references: Sequence) -> tuple[np.ndarray, np.ndarray, list
     n, energy, forces = [], [], []
     for r in references:
         if hasattr(r, "get_potential_energy"):  # ase.Atoms
-            results = getattr(getattr(r, "calc", None), "results", {}) or {}
-            e = results.get("energy")
-            f = results.get("forces")
+            stored = stored_labels(r)
+            e, f = stored.get("energy"), stored.get("forces")
         else:
             e, f = r.energy, r.forces
         n.append(len(r.numbers))
