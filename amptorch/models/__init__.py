@@ -1,15 +1,18 @@
 """Models: feature layer (autograd path to forces/stress), SingleNN, BPNN and AtomisticModel.
 
-Imports torch, numpy, ``amptorch.data.batch`` and ``amptorch.errors`` only.
+Imports torch, numpy, ``amptorch.data.batch``, ``amptorch.descriptors.record`` (N_Z,
+the Voigt order) and ``amptorch.errors`` only.
 """
 
 from amptorch.models.bpnn import BPNN
 from amptorch.models.feature_layer import FeatureFunction, batch_features
 from amptorch.models.mlp import build_mlp, resolve_activation
+from amptorch.models.network import AtomNetwork
 from amptorch.models.potential import AtomisticModel, build_model
 from amptorch.models.singlenn import SingleNN
 
 __all__ = [
+    "AtomNetwork",
     "AtomisticModel",
     "BPNN",
     "FeatureFunction",

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
-from amptorch.errors import InputError
-from amptorch.models.mlp import DEFAULT_HIDDEN, build_body, check_hidden, init_linear
-from amptorch.models.singlenn import check_elements, element_index_table, unknown_element_error
+from amptorch.models.mlp import init_linear
+from amptorch.models.network import AtomNetwork
 
 
-class BPNN(nn.Module):
+class BPNN(AtomNetwork):
     """One MLP per element, applied to that element's atoms.
 
     Evaluation loops over the (few) elements, not over atoms: each element's
@@ -20,58 +17,22 @@ class BPNN(nn.Module):
     ``index_copy`` (see ``benchmarks/models_micro.py`` for the comparison
     with stacked weights and ``torch.bmm``).
 
-    Args:
-        n_features: F, the input width.
-        elements: atomic numbers, one network each (sorted).
-        hidden_layers, activation, batchnorm, dropout, dropout_rate,
-        initialization: as :class:`amptorch.models.SingleNN`.
+    Args: as :class:`AtomNetwork` (``elements``: one network each, sorted).
     """
 
-    def __init__(
-        self,
-        n_features: int,
-        elements: Sequence[int],
-        hidden_layers: Sequence[int] = DEFAULT_HIDDEN,
-        activation="tanh",
-        batchnorm: bool = False,
-        dropout: bool = False,
-        dropout_rate: float = 0.5,
-        initialization: str = "xavier",
-    ):
-        super().__init__()
-        if not (isinstance(n_features, int) and n_features >= 1):
-            raise InputError(f"n_features: got {n_features!r}; expected a positive integer")
-        self.n_features = n_features
-        self.elements = check_elements(elements)
-        self.hidden_layers = check_hidden(hidden_layers)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.bodies = nn.ModuleList()
         self.outs = nn.ModuleList()
-        for _ in self.elements:
-            self.bodies.append(
-                build_body(
-                    n_features,
-                    self.hidden_layers,
-                    activation,
-                    batchnorm,
-                    dropout,
-                    dropout_rate,
-                    initialization,
-                )
-            )
-            out = nn.Linear(self.hidden_layers[-1], 1)
-            init_linear(out, initialization)
+        for _ in self.elements:  # body, then output layer, per element: the seeded initial weights stay as they were
+            self.bodies.append(self.new_body())
+            out = nn.Linear(self.latent_size, 1)
+            init_linear(out, self.initialization)
             self.outs.append(out)
-        self.register_buffer("element_index", element_index_table(self.elements), persistent=False)
-
-    @property
-    def latent_size(self) -> int:
-        return self.hidden_layers[-1]
 
     def _groups(self, numbers: torch.Tensor) -> list[torch.Tensor | None]:
         """Atom indices (n_k,) of each element (None when absent); InputError on an unknown element."""
-        idx = self.element_index.index_select(0, numbers)  # (N,)
-        if bool((idx < 0).any()):
-            raise unknown_element_error(numbers, idx, self.elements, "BPNN")
+        idx = self.element_slots(numbers, "BPNN")  # (N,)
         if len(self.elements) == 1:
             return [None]  # every atom: no gather needed
         order = torch.argsort(idx, stable=True)  # atoms grouped by element
@@ -94,7 +55,3 @@ class BPNN(nn.Module):
             out = out.index_copy(0, sel, self.outs[k](h).squeeze(-1))
             lat = lat.index_copy(0, sel, h)
         return out, lat
-
-    def forward(self, x: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
-        """Per-atom outputs (N,) from scaled features x (N, F) and atomic numbers (N,)."""
-        return self.forward_latent(x, numbers)[0]

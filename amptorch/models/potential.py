@@ -48,8 +48,7 @@ def build_model(name: str, n_features: int, elements: Sequence[int], **options) 
         if num_layers is not None or num_nodes is not None:
             options["hidden_layers"] = [int(num_nodes or DEFAULT_NODES)] * int(num_layers or DEFAULT_LAYERS)
     cls = NETWORKS[key]
-    allowed = [p for p in cls.__init__.__code__.co_varnames[1 : cls.__init__.__code__.co_argcount]]
-    allowed = [p for p in allowed if p not in ("n_features", "elements")]
+    allowed = list(cls.OPTIONS)
     for opt in options:
         if opt not in allowed:
             hit = difflib.get_close_matches(opt, allowed, n=1, cutoff=0.4)
