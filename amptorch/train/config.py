@@ -30,6 +30,11 @@ ALIASES = {
 }
 
 
+def _lower(value: Any) -> Any:
+    """Strings in lower case (the original's names are case-insensitive); anything else as it is."""
+    return value.lower() if isinstance(value, str) else value
+
+
 def _name_of(value: Any) -> str:
     """A class, instance or string as a plain name ('Tanh', 'Adam')."""
     if isinstance(value, str):
@@ -92,10 +97,7 @@ class ModelSection(_Section):
     initialization: Literal["xavier", "zero", "kaiming", "default"] = "xavier"
     element_outputs: bool = False  # amptorch: element-specific output layer for SingleNN
 
-    @field_validator("name", "initialization", mode="before")
-    @classmethod
-    def _lower(cls, v: Any) -> Any:
-        return v.lower() if isinstance(v, str) else v
+    _lowercase = field_validator("name", "initialization", mode="before")(_lower)
 
     @field_validator("activation", mode="before")
     @classmethod
@@ -140,10 +142,7 @@ class OptimSection(_Section):
     gradient_clipping: float | None = Field(None, gt=0.0)  # amptorch: max grad norm
     device: str | None = None  # amptorch: "cpu", "cuda", "cuda:1"; default from gpus
 
-    @field_validator("loss", "metric", "cp_metric", mode="before")
-    @classmethod
-    def _lower(cls, v: Any) -> Any:
-        return v.lower() if isinstance(v, str) else v
+    _lowercase = field_validator("loss", "metric", "cp_metric", mode="before")(_lower)
 
     @field_validator("optimizer", mode="before")
     @classmethod
@@ -210,10 +209,7 @@ class CutoffParams(_Section):
     cutoff_func: Literal["cosine", "polynomial"] = "cosine"
     gamma: float = Field(2.0, gt=0.0)  # exponent of the polynomial cutoff
 
-    @field_validator("cutoff_func", mode="before")
-    @classmethod
-    def _lower(cls, v: Any) -> Any:
-        return v.lower() if isinstance(v, str) else v
+    _lowercase = field_validator("cutoff_func", mode="before")(_lower)
 
 
 class DatasetSection(_Section):
@@ -233,10 +229,7 @@ class DatasetSection(_Section):
     workers: int | None = Field(None, ge=1)  # amptorch: featurization threads
     fps_dir: str = "processed"  # amptorch: fingerprint cache, relative to run_dir
 
-    @field_validator("fp_scheme", "val_split_mode", mode="before")
-    @classmethod
-    def _lower(cls, v: Any) -> Any:
-        return v.lower() if isinstance(v, str) else v
+    _lowercase = field_validator("fp_scheme", "val_split_mode", mode="before")(_lower)
 
     @field_validator("fp_scheme")
     @classmethod
