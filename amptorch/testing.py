@@ -27,9 +27,9 @@ map a list of structures to their energies (eV), so a model can evaluate all
 the displaced structures of a finite difference in one batch; wherever one is
 taken an ase Calculator works too.
 
-Only numpy is imported with this module: ase, torch and the rest of amptorch
-are imported inside the functions that use them (never skorch or
-``amptorch.train``).
+Importing it loads nothing beyond ``import amptorch`` (numpy, ase and the
+descriptors); models and the potential are imported inside the functions
+that use them, and skorch and ``amptorch.train`` never.
 """
 
 from __future__ import annotations
@@ -41,8 +41,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-
-from amptorch.descriptors.record import VOIGT_COLS, VOIGT_ROWS
 
 if TYPE_CHECKING:
     import torch
@@ -58,8 +56,6 @@ EnergyFn = Callable[[Sequence["Atoms"]], Sequence[float]]
 FeatureFn = Callable[["Atoms"], np.ndarray]
 """Per-atom features (n, F) of a structure."""
 RattleMethod = Literal["numpy", "ase"]
-
-"""Cartesian index pairs of the Voigt components xx, yy, zz, yz, xz, xy."""
 ALLOY_ELEMENTS = ("Cu", "Ni", "Co", "Fe", "Cr", "Mn", "Pd", "Pt", "Ag", "Au")
 """The ten elements of :func:`fcc_alloy`."""
 TRANSFORMS = ("rotation", "translation", "permutation", "supercell", "images")
@@ -338,6 +334,8 @@ def fd_stress(energy_fn: EnergyFn | BaseCalculator, atoms: Atoms, h: float = 1e-
     negative diagonal stress). The 12 strained structures (:func:`strained`) go
     to ``energy_fn`` in one call. ``atoms`` must be periodic along all three axes.
     """
+    from amptorch.descriptors.record import VOIGT_COLS, VOIGT_ROWS
+
     energies = energy_function(energy_fn)
     structures = []
     for a, b in zip(VOIGT_ROWS, VOIGT_COLS, strict=True):
@@ -739,14 +737,15 @@ def make_model(
     """
     import torch
 
+    from amptorch.descriptors.record import N_Z
     from amptorch.models import AtomisticModel, build_model
 
     torch.manual_seed(seed)
     options.setdefault("hidden_layers", [8, 6])
     network = build_model(name, n_features, _atomic_numbers(elements), **options).to(_torch_dtype(dtype))
     g = torch.Generator().manual_seed(seed + 1)
-    shift = torch.zeros(119, n_features, dtype=torch.float64)
-    scale = torch.ones(119, n_features, dtype=torch.float64)
+    shift = torch.zeros(N_Z, n_features, dtype=torch.float64)
+    scale = torch.ones(N_Z, n_features, dtype=torch.float64)
     if records:
         feats = np.concatenate([r.features for r in records])
         nums = np.concatenate([r.numbers for r in records])
@@ -754,7 +753,7 @@ def make_model(
             f = feats[nums == z]
             shift[z] = torch.from_numpy(f.mean(0))
             scale[z] = torch.from_numpy(np.maximum(f.std(0), 1e-3) + 0.5 * f.std())
-    refs = torch.randn(119, generator=g, dtype=torch.float64)
+    refs = torch.randn(N_Z, generator=g, dtype=torch.float64)
     model = AtomisticModel(network, shift, scale, refs, energy_scale=energy_scale)
     model.eval()
     return model

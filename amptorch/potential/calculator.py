@@ -10,10 +10,10 @@ Between MD or relaxation steps the calculator keeps the model on its device,
 reads no file and re-validates nothing. Two paths:
 
 * A descriptor whose registry entry has a fused path (GMP on solid
-  harmonics, the default fingerprint: ``descriptors/gmp_inference.py``). The kernel computes the features from a
-  half neighbour list (vesin, kept between calls with a Verlet ``skin``), the
-  network gives dE/dfeatures by one backward pass, and a second kernel pass
-  turns them into forces and the virial. No (pairs, F, 3) derivative array is
+  harmonics, the default fingerprint: ``descriptors/gmp_inference.py``). The
+  kernel computes the features from a half neighbour list (vesin, kept
+  between calls with a Verlet ``skin``), the network gives dE/dfeatures by one
+  backward pass, and a second kernel pass turns them into forces and the virial. No (pairs, F, 3) derivative array is
   made; stress costs nothing extra and comes with every call on a periodic cell.
 * Any other descriptor (Gaussian SF, GMP without solid harmonics): the
   training path. ``descriptor.compute`` builds the full neighbour list with
@@ -55,7 +55,7 @@ def as_potential(model, device: str | torch.device | None = None) -> TrainedPote
         pot = TrainedPotential.load(model, device=device or "cpu")
     elif hasattr(model, "potential") and hasattr(model, "config"):  # an AtomsTrainer
         if model.potential is None:
-            raise InputError("calculator: the trainer has no model; call train() or load_pretrained(path) first")
+            raise InputError("the trainer has no model; call train() or load_pretrained(path) first", "calculator")
         pot = model.potential
     else:
         raise InputError(

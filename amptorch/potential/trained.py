@@ -24,6 +24,11 @@ from amptorch.potential.metrics import Labels
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
+def numpy_dtype(dtype: torch.dtype) -> type:
+    """The numpy twin (np.float32 or np.float64) of a model's torch dtype."""
+    return np.float32 if dtype == torch.float32 else np.float64
+
+
 class TrainedPotential:
     """A trained potential: ``predict`` structures, ``evaluate`` records, ``save`` / ``load`` a checkpoint.
 
@@ -57,7 +62,7 @@ class TrainedPotential:
     @property
     def np_dtype(self) -> type:
         """numpy dtype of the model's features (float32 or float64)."""
-        return np.float32 if self.dtype == torch.float32 else np.float64
+        return numpy_dtype(self.dtype)
 
     @property
     def device(self) -> torch.device:
@@ -206,4 +211,4 @@ class TrainedPotential:
         return load(path, device)
 
 
-__all__ = ["DTYPES", "TrainedPotential"]
+__all__ = ["DTYPES", "TrainedPotential", "numpy_dtype"]

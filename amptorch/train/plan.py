@@ -12,13 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from amptorch.descriptors import Descriptor
 from amptorch.descriptors.registry import DescriptorEntry, by_scheme
 from amptorch.errors import InputError
-from amptorch.potential.trained import DTYPES
+from amptorch.potential.trained import DTYPES, numpy_dtype
 from amptorch.train.config import Config, validate_config
 
 
@@ -91,7 +90,7 @@ class Plan:
 
     @property
     def np_dtype(self) -> type:
-        return np.float32 if self.dtype == torch.float32 else np.float64
+        return numpy_dtype(self.dtype)
 
     def monitor(self, has_validation: bool) -> str:
         """The history key that decides the best epoch (``valid_forces_mae``, ``train_energy_rmse``, ...)."""
