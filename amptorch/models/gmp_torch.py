@@ -37,6 +37,7 @@ from torch import nn
 
 from amptorch.descriptors.record import N_Z
 from amptorch.errors import InputError
+from amptorch.models.twin_terms import cutoff_function, displacements, neighbor_list
 
 
 class GMPTorch(nn.Module):
@@ -117,19 +118,6 @@ class GMPTorch(nn.Module):
         lam_n = self.lam[sp].unsqueeze(-1) ** n  # (P, G, W, K + 1)
         return (t.unsqueeze(-1) * lam_n).sum(1).flatten(1)
 
-    def _cutoff_fn(self, r: torch.Tensor) -> torch.Tensor:
-        """fc(r) (P,): 1 inside a hard cutoff, else the smooth function; 0 at and beyond the cutoff."""
-        inside = r < self.cutoff
-        if self.cutoff_kind is None:
-            return inside.to(r.dtype)
-        x = torch.where(inside, r / self.cutoff, torch.zeros_like(r))
-        if self.cutoff_kind == "cosine":
-            fc = 0.5 * (1.0 + torch.cos(math.pi * x))
-        else:
-            g = self.cutoff_gamma
-            fc = 1.0 + g * x ** (g + 1.0) - (g + 1.0) * x**g
-        return torch.where(inside, fc, torch.zeros_like(fc))
-
     def _polynomials(self, d: torch.Tensor) -> torch.Tensor:
         """(P, Q) solid MCSH polynomials S_q(d) of displacements d (P, 3)."""
         # (P, 3, K + 1) d^0..d^K by cumulative products (a power's gradient at 0 would be 0 * inf)
@@ -163,9 +151,9 @@ class GMPTorch(nn.Module):
         if bool((sp < 0).any()):
             bad = sorted({int(z) for z in numbers[sp < 0].tolist()})
             raise InputError(f"numbers: element(s) Z={bad} not among GMPTorch's elements {self.elements}")
-        d = positions[pair_j] - positions[pair_i] + shifts.to(positions.dtype) @ cell  # (P, 3) Å
+        d = displacements(positions, cell, pair_i, pair_j, shifts)  # (P, 3) Å
         r2 = (d * d).sum(-1)
-        fc = self._cutoff_fn(torch.sqrt(r2))
+        fc = cutoff_function(torch.sqrt(r2), self.cutoff, self.cutoff_kind, self.cutoff_gamma)
         radial = self._radial(sp[pair_j], r2) * fc.unsqueeze(-1)  # (P, W (K + 1))
         S = self._polynomials(d)  # (P, Q)
         terms = radial[:, self.comp_radial] * S[:, self.comp_poly]  # (P, C)
@@ -181,26 +169,6 @@ class GMPTorch(nn.Module):
         # sqrt with a zero (not infinite) gradient where every component vanishes
         safe = torch.where(sums > 0, sums, torch.ones_like(sums))
         return torch.where(sums > 0, torch.sqrt(safe), torch.zeros_like(sums))
-
-
-def neighbor_list(atoms, cutoff: float) -> dict[str, np.ndarray]:
-    """Every neighbour image of an ase.Atoms within ``cutoff`` Å (vesin): ``pair_i``, ``pair_j`` (P,) and
-    integer ``shifts`` (P, 3), periodic self-images included, the centre itself not."""
-    from amptorch.descriptors.neighbors import neighbor_entries
-
-    positions = np.asarray(atoms.positions, dtype=np.float64)
-    cell = np.asarray(atoms.cell.array, dtype=np.float64)
-    nl = neighbor_entries(positions, cell, np.asarray(atoms.pbc, dtype=bool), cutoff)
-    i = np.repeat(np.arange(len(positions)), np.diff(nl.estart))
-    j = np.asarray(nl.ej)
-    offset = np.asarray(nl.ed) - (positions[j] - positions[i])  # shifts @ cell, Å
-    periodic = np.asarray(atoms.pbc, dtype=bool)
-    shifts = np.zeros_like(offset)
-    if periodic.any():
-        # solve shifts @ cell = offset on the periodic axes only (open axes have no lattice vector)
-        sol = np.linalg.lstsq(cell[periodic].T, offset.T, rcond=None)[0].T  # (P, n_periodic)
-        shifts[:, periodic] = np.rint(sol)
-    return {"pair_i": i.astype(np.int64), "pair_j": j.astype(np.int64), "shifts": shifts}
 
 
 __all__ = ["GMPTorch", "neighbor_list"]

@@ -1,4 +1,4 @@
-"""GMPTorch, the differentiable torch twin of the C++ GMP kernel: same features, same derivatives."""
+"""The torch twins of the C++ kernels (GMPTorch, GSFTorch): same features, same derivatives, to round-off."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import pytest
 import torch
 from ase.build import bulk, fcc111, molecule
 
-from amptorch.descriptors import GMP
+from amptorch.descriptors import GMP, GaussianSF
 from amptorch.errors import InputError
-from amptorch.models.gmp_torch import GMPTorch, neighbor_list
+from amptorch.models.gmp_torch import GMPTorch
+from amptorch.models.gsf_torch import GSFTorch, image_pairs
+from amptorch.models.twin_terms import neighbor_list
 from amptorch.testing import fcc_alloy, rattle_positions
 
 
@@ -29,6 +31,21 @@ STRUCTURES = {
 
 def _gmp(smooth=None, square=True, cutoff=5.0):
     return GMP(orders=[0, 1, 2, 3, 4], sigmas=[0.3, 0.8, 1.5], cutoff=cutoff, smooth_cutoff=smooth, square=square)
+
+
+def _gsf(atoms, fn="cosine", cutoff=5.0):
+    elements = sorted(set(atoms.get_chemical_symbols()), reverse=True)  # not Z order: pair rows follow it
+    return GaussianSF(elements, g2=[(0.5, 0.0), (2.0, 1.5)], g4=[(0.1, 1.0, 1.0), (0.1, 2.0, -1.0), (0.05, 1.5, 1.0)],
+                      g5=[(0.2, 1.0, -1.0), (0.02, 4.0, 1.0)], cutoff=cutoff, cutoff_fn=fn)  # fmt: skip
+
+
+def _twin(kind: str, atoms, smooth, cutoff=5.0):
+    """(descriptor, its torch twin) for ``kind`` "gmp" or "gsf" (``smooth``: GMP smooth_cutoff / GSF cutoff_fn)."""
+    if kind == "gmp":
+        desc = _gmp(smooth, cutoff=cutoff)
+        return desc, GMPTorch(desc, np.unique(atoms.numbers))
+    desc = _gsf(atoms, smooth or "cosine", cutoff)
+    return desc, GSFTorch(desc)
 
 
 def _inputs(atoms, cutoff, dtype=torch.float64):
@@ -53,17 +70,27 @@ def test_features_equal_the_kernel(name, smooth, square):
     np.testing.assert_allclose(feats, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("name", list(STRUCTURES))
+@pytest.mark.parametrize("fn", ["cosine", "polynomial"])
+def test_symmetry_functions_equal_the_kernel(name, fn):
+    atoms = STRUCTURES[name]()
+    gsf = _gsf(atoms, fn)
+    ref = gsf.compute(atoms, derivatives=False).features
+    feats = GSFTorch(gsf)(*_inputs(atoms, gsf.cutoff)).numpy()
+    np.testing.assert_allclose(feats, ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("kind", ["gmp", "gsf"])
 @pytest.mark.parametrize("name", ["bulk", "triclinic", "slab", "molecule"])
-def test_derivatives_equal_the_kernel(name):
+def test_derivatives_equal_the_kernel(name, kind):
     """Autograd Jacobians against the kernel's pair blocks (positions) and strain blocks (cell)."""
     atoms = STRUCTURES[name]()
     if len(atoms) > 12:
         atoms = atoms[:12]
-    gmp = _gmp("cosine", cutoff=4.5)
+    desc, module = _twin(kind, atoms, "cosine", cutoff=4.5)
     periodic = bool(atoms.pbc.all())
-    rec = gmp.compute(atoms, derivatives=True, strain=periodic)
-    module = GMPTorch(gmp, np.unique(atoms.numbers))
-    Z, pos, cell, *pairs = _inputs(atoms, gmp.cutoff)
+    rec = desc.compute(atoms, derivatives=True, strain=periodic)
+    Z, pos, cell, *pairs = _inputs(atoms, desc.cutoff)
     jac = torch.autograd.functional.jacobian(lambda p: module(Z, p, cell, *pairs), pos).numpy()  # (n, F, n, 3)
     dense = rec.dense_dfeat()
     np.testing.assert_allclose(jac, dense, rtol=0, atol=1e-10 * np.abs(dense).max())
@@ -76,18 +103,18 @@ def test_derivatives_equal_the_kernel(name):
         np.testing.assert_allclose(js, rec.dfeat_strain, rtol=0, atol=1e-10 * np.abs(rec.dfeat_strain).max())
 
 
-def test_float32_and_double_backward():
+@pytest.mark.parametrize("kind", ["gmp", "gsf"])
+def test_float32_and_double_backward(kind):
     atoms = STRUCTURES["bulk"]()[:6]
-    gmp = _gmp("cosine", cutoff=4.0)
-    module = GMPTorch(gmp, [29])
-    ref = gmp.compute(atoms, derivatives=False).features
-    f32 = module.to(torch.float32)(*_inputs(atoms, gmp.cutoff, torch.float32))
+    desc, module = _twin(kind, atoms, "cosine", cutoff=4.0)
+    ref = desc.compute(atoms, derivatives=False).features
+    f32 = module.to(torch.float32)(*_inputs(atoms, desc.cutoff, torch.float32))
     assert f32.dtype == torch.float32
     np.testing.assert_allclose(f32.numpy(), ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
     # force training differentiates forces again: second derivatives exist and are right
-    module = module.to(torch.float64)
-    Z, pos, cell, *pairs = _inputs(atoms, gmp.cutoff)
-    weights = torch.linspace(0.5, 1.5, gmp.length, dtype=torch.float64)
+    desc, module = _twin(kind, atoms, "cosine", cutoff=4.0)  # fresh float64 tables (the cast rounded them)
+    Z, pos, cell, *pairs = _inputs(atoms, desc.cutoff)
+    weights = torch.linspace(0.5, 1.5, desc.length, dtype=torch.float64)
 
     def energy(p):
         return (module(Z, p, cell, *pairs) * weights).sum()
@@ -120,3 +147,12 @@ def test_bad_inputs():
     atoms = molecule("H2O")
     with pytest.raises(InputError, match=r"numbers: element\(s\) Z=\[8\] not among GMPTorch's elements \[1\]"):
         GMPTorch(gmp, [1])(*_inputs(atoms, gmp.cutoff))
+    with pytest.raises(InputError, match=r"Z=\[8\] not among the symmetry functions' elements \[1\]"):
+        GSFTorch(GaussianSF(["H"], g2=[(1.0, 0.0)]))(*_inputs(atoms, 6.0))
+
+
+def test_image_pairs():
+    a, b = image_pairs(np.array([0, 0, 0, 1, 2, 2]))
+    assert list(zip(a.tolist(), b.tolist(), strict=True)) == [(0, 1), (0, 2), (1, 2), (4, 5)]
+    a, b = image_pairs(np.array([], dtype=np.int64))
+    assert len(a) == len(b) == 0

@@ -1,0 +1,123 @@
+"""Gaussian symmetry functions as a differentiable torch function of positions and cell: the C++ kernel's twin.
+
+Same functions and conventions as ``src/gsf.cpp`` (read from the descriptor's
+``kernel_tables``, so the parameters have one source):
+
+    G2 = sum_{j in channel}          exp(-eta (R_ij - Rs)^2) fc(R_ij)
+    G4 = 2^(1-zeta) sum_{j<k in pair channel} (1 + lambda cos theta_jik)^zeta
+         exp(-eta (R_ij^2 + R_ik^2 + R_jk^2)) fc(R_ij) fc(R_ik) fc(R_jk)
+    G5 = the same without the R_jk terms,
+
+over neighbour images (periodic self-images included, the centre not), j < k
+over unordered pairs of images; a term with 1 + lambda cos <= 0, or with two
+images closer than 1e-4 Å, adds nothing (as in the kernel).
+
+Shapes: N atoms, P neighbour images, T image pairs of one centre (j < k),
+F features, S species (the descriptor's elements, sorted by Z).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from ase.data import atomic_numbers
+from torch import nn
+
+from amptorch.descriptors.record import N_Z
+from amptorch.errors import InputError
+from amptorch.models.twin_terms import cutoff_function, displacements
+
+CUTOFF_KINDS = {1: "cosine", 2: "polynomial"}
+
+
+def image_pairs(pair_i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) (T,) every unordered pair a < b of neighbour images with the same centre; ``pair_i`` sorted."""
+    n = len(pair_i)
+    end = np.searchsorted(pair_i, pair_i, side="right")  # (P,) one past the last image of the same centre
+    after = end - np.arange(n) - 1  # images of the same centre after a
+    a = np.repeat(np.arange(n), after)
+    first = np.repeat(np.cumsum(after) - after, after)  # where each a's run starts in the output
+    b = a + 1 + (np.arange(len(a)) - first)
+    return a.astype(np.int64), b.astype(np.int64)
+
+
+class GSFTorch(nn.Module):
+    """Differentiable Gaussian symmetry functions from positions, cell and a neighbour list.
+
+    Args:
+        gsf: an ``amptorch.descriptors.GaussianSF``; its tables and cutoff are
+            copied into buffers (``.to(device, dtype)`` moves them).
+
+    ``forward(numbers, positions, cell, pair_i, pair_j, shifts)`` takes the
+    neighbour list of ``twin_terms.neighbor_list`` (images sorted by centre).
+    """
+
+    def __init__(self, gsf):
+        super().__init__()
+        t = gsf.kernel_tables
+        self.cutoff = float(gsf.cutoff)
+        self.cutoff_kind = CUTOFF_KINDS[int(t.cutoff_kind)]
+        self.cutoff_gamma = float(t.cutoff_gamma)
+        self.n_features = int(gsf.length)
+        f64, i64 = torch.float64, torch.long
+        for name in ("kind", "el1", "el2"):
+            self.register_buffer(name, torch.as_tensor(np.array(getattr(t, name)), dtype=i64))  # (S, F)
+        for name in ("eta", "rs", "lam"):
+            self.register_buffer(name, torch.as_tensor(np.array(getattr(t, name)), dtype=f64))  # (S, F)
+        zs = sorted(atomic_numbers[e] for e in gsf.elements)  # the tables' rows: elements sorted by Z
+        species = torch.full((N_Z,), -1, dtype=i64)
+        species[torch.as_tensor(zs)] = torch.arange(len(zs))
+        self.register_buffer("species", species)  # (119,) Z -> species (= channel) index
+        self.elements = zs
+
+    def forward(
+        self,
+        numbers: torch.Tensor,
+        positions: torch.Tensor,
+        cell: torch.Tensor,
+        pair_i: torch.Tensor,
+        pair_j: torch.Tensor,
+        shifts: torch.Tensor,
+    ) -> torch.Tensor:
+        """Features (N, F) of one structure (arguments as ``GMPTorch.forward``; ``pair_i`` sorted)."""
+        sp = self.species[numbers]  # (N,)
+        if bool((sp < 0).any()):
+            bad = sorted({int(z) for z in numbers[sp < 0].tolist()})
+            raise InputError(f"numbers: element(s) Z={bad} not among the symmetry functions' elements {self.elements}")
+        n = positions.shape[0]
+        d = displacements(positions, cell, pair_i, pair_j, shifts)  # (P, 3) Å
+        r = torch.sqrt((d * d).sum(-1))  # (P,)
+        fc = cutoff_function(r, self.cutoff, self.cutoff_kind, self.cutoff_gamma)  # (P,)
+        si, ch = sp[pair_i], sp[pair_j]  # centre species, neighbour channel (P,)
+        out = positions.new_zeros((n, self.n_features))
+
+        # G2: (P, F), rows of the centre's species; a term counts where the row's channel is the neighbour's
+        on = (self.kind[si] == 2) & (self.el1[si] == ch.unsqueeze(-1))
+        g2 = torch.exp(-self.eta[si].to(d.dtype) * (r.unsqueeze(-1) - self.rs[si].to(d.dtype)) ** 2) * fc.unsqueeze(-1)
+        out = out.index_add(0, pair_i, torch.where(on, g2, torch.zeros_like(g2)))
+
+        # G4 / G5: (T, F) over image pairs a < b of one centre
+        a_np, b_np = image_pairs(pair_i.cpu().numpy())
+        a, b = torch.as_tensor(a_np, device=d.device), torch.as_tensor(b_np, device=d.device)
+        centre = pair_i[a]
+        s = sp[centre]
+        lo, hi = torch.minimum(ch[a], ch[b]), torch.maximum(ch[a], ch[b])
+        kind = self.kind[s]
+        on = (kind != 2) & (self.el1[s] == lo.unsqueeze(-1)) & (self.el2[s] == hi.unsqueeze(-1))
+        da, db = d[a], d[b]
+        dab = db - da
+        r3 = torch.sqrt((dab * dab).sum(-1))  # (T,)
+        cos = (da * db).sum(-1) / (r[a] * r[b])
+        g4 = kind == 4
+        fc3 = cutoff_function(r3, self.cutoff, self.cutoff_kind, self.cutoff_gamma)
+        eta, zeta, lam = (x[s].to(d.dtype) for x in (self.eta, self.rs, self.lam))
+        base = 1.0 + lam * cos.unsqueeze(-1)  # (T, F)
+        on = on & (base > 0) & (r3 >= 1e-4).unsqueeze(-1)
+        base = torch.where(on, base, torch.ones_like(base))  # masked terms: finite powers, no NaN gradients
+        r2sum = (r[a] ** 2 + r[b] ** 2).unsqueeze(-1) + torch.where(g4, (r3 * r3).unsqueeze(-1), 0.0)
+        cut = (fc[a] * fc[b]).unsqueeze(-1) * torch.where(g4, fc3.unsqueeze(-1), 1.0)
+        term = 2.0 ** (1.0 - zeta) * base**zeta * torch.exp(-eta * r2sum) * cut
+        return out.index_add(0, centre, torch.where(on, term, torch.zeros_like(term)))
+
+
+__all__ = ["GSFTorch", "image_pairs"]
