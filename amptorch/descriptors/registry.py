@@ -2,8 +2,7 @@
 
 A descriptor module registers itself once, at its end::
 
-    register(DescriptorEntry(kind="GMP", cls=GMP, schemes=("gmpordernorm", "gmp"),
-                             from_params=GMP.from_params, any_element=True, fused=gmp_fused))
+    register(DescriptorEntry("GMP", GMP, ("gmpordernorm", "gmp"), _from_params, any_element=True, fused=_fused))
 
 and everything that needs to know about descriptors asks here: the config
 (which ``fp_scheme`` names exist), the trainer (building a descriptor from the
@@ -34,10 +33,11 @@ class DescriptorEntry:
 
     Attributes:
         kind: the ``"kind"`` of its ``settings()`` dict (saved in checkpoints and databases).
-        cls: the Descriptor subclass; ``cls(**settings_without_kind)`` rebuilds it.
+        cls: the Descriptor subclass; ``cls.from_settings(settings without "kind")`` rebuilds it.
         schemes: the ``dataset.fp_scheme`` names that select it (lower case).
         from_params: builder from the original AmpTorch's ``fp_params`` (see ``FromParams``);
-            its InputErrors carry key paths relative to ``fp_params`` (or ``cutoff_params.<key>``).
+            its InputErrors carry key paths relative to ``fp_params``; ``cutoff_params`` arrives
+            checked (the config's ``CutoffParams``, as a dict).
         needs_elements: the descriptor has per-element channels, so it is built
             only once the training elements are known.
         any_element: element policy. True: it describes any element (GMP, through
