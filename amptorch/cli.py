@@ -41,11 +41,28 @@ Units: energy eV, forces eV/Å, stress eV/Å^3, time fs, temperature K.
 
 # ---------------------------------------------------------------- YAML helpers
 def _yaml_loader():
-    """yaml.SafeLoader that also reads 1e-3 as a float (YAML 1.2; PyYAML's 1.1 reads a string)."""
+    """yaml.SafeLoader that also reads 1e-3 as a float (YAML 1.2; PyYAML's 1.1 reads a string) and
+    refuses a key given twice in one mapping (naming the key and both lines)."""
     import yaml
 
-    class Loader(yaml.SafeLoader):
+    class DuplicateKey(yaml.YAMLError):
         pass
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            # a key given twice is an error (PyYAML keeps the last one silently)
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise DuplicateKey(
+                        f"key {key!r} is given twice (lines {seen[key]} and {line}); expected each key once"
+                    )
+                seen[key] = line
+            return super().construct_mapping(node, deep=deep)
 
     Loader.add_implicit_resolver(
         "tag:yaml.org,2002:float",
@@ -68,6 +85,8 @@ def _yaml_value(text: str, what: str) -> Any:
     try:
         return yaml.load(text, Loader=_yaml_loader())  # a SafeLoader: builds plain data only
     except yaml.YAMLError as err:
+        if type(err).__name__ == "DuplicateKey":  # _yaml_loader's: already one line naming the key and lines
+            raise InputError(f"{what}: {err}") from None
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InputError(f"{what}: not valid YAML ({first})") from None
 
@@ -116,8 +135,9 @@ def _read_data(data) -> list:
     return read_structures(list(data), field="data")
 
 
-def write_structures(path: str | Path, images: list) -> None:
-    """``ase.io.write``; extxyz per-atom columns in full float64 precision (ASE's default is 8 decimals)."""
+def write_structures(path: str | Path, images: list, format: str | None = None) -> None:
+    """``ase.io.write`` (``format``: None guesses it from the name); extxyz per-atom columns in full
+    float64 precision (ASE's default is 8 decimals)."""
     import ase.io
 
     try:
@@ -125,7 +145,7 @@ def write_structures(path: str | Path, images: list) -> None:
 
         original = extxyz.output_column_format
     except (ImportError, AttributeError):  # another ase layout: its default precision
-        ase.io.write(path, images)
+        ase.io.write(path, images, format=format)
         return
 
     def full_precision(*args, **kwargs):
@@ -134,7 +154,7 @@ def write_structures(path: str | Path, images: list) -> None:
 
     extxyz.output_column_format = full_precision
     try:
-        ase.io.write(path, images)
+        ase.io.write(path, images, format=format)
     finally:
         extxyz.output_column_format = original
 
@@ -220,8 +240,30 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_format(path: str) -> str:
+    """The ase.io format ``path``'s name asks for, checked writable, and its folder checked to exist."""
+    from ase.io.formats import filetype, ioformats
+
+    try:
+        fmt = filetype(path, read=False)
+    except Exception:  # ase's UnknownFileTypeError and friends
+        fmt = None
+    if fmt not in ioformats or not ioformats[fmt].can_write:
+        raise InputError(
+            f"predict --out {path}: ase cannot write {'this' if fmt is None else repr(fmt)} format; "
+            "expected a structure file name such as out.extxyz or out.traj"
+        )
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise InputError(f"predict --out {path}: no such folder {str(parent)!r}; expected an existing folder")
+    return fmt
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    import os
+
     from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io.formats import ioformats
 
     from amptorch.files import write_json
     from amptorch.potential import TrainedPotential, errors
@@ -229,8 +271,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from amptorch.potential.plots import parity_plot
 
     _at_least("predict", workers=(args.workers, 1), batch_size=(args.batch_size, 1))
+    out_format = _output_format(args.out) if args.out else None  # before any work
     pot = TrainedPotential.load(args.checkpoint)
     images = _read_data(args.data)
+    if out_format is not None and len(images) > 1 and ioformats[out_format].single:
+        raise InputError(
+            f"predict --out {args.out}: the {out_format} format holds one structure and the data has "
+            f"{len(images)}; expected a multi-structure format such as .extxyz or .traj"
+        )
     t0 = time.perf_counter()
     pred = pot.predict(
         images,
@@ -257,8 +305,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
             res["stress"] = pred["stress"][k]
         a.calc = SinglePointCalculator(a, **res)
         out_images.append(a)
-    if args.out:
-        write_structures(args.out, out_images)
+    if args.out:  # a temporary file moved into place: never a partial output file
+        out = Path(args.out)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        try:
+            write_structures(tmp, out_images, format=out_format)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
     n_atoms = sum(len(a) for a in images)
     print(
         f"predicted {len(images)} structures ({n_atoms} atoms) in {dt:.2f} s"
@@ -387,13 +441,23 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     path = Path(args.checkpoint)
     path = path.parent if path.is_file() else path
+    from amptorch.potential.checkpoint import check_meta, read_meta
+
     meta_file = path / "meta.json"
     if not meta_file.is_file():
         raise InputError(f"checkpoint: {path} has no meta.json; expected a run's checkpoint dir")
-    meta = json.loads(meta_file.read_text())
+    meta = read_meta(path)  # one-line errors for a damaged file: not JSON, missing keys, wrong types
+    check_meta(path, meta)
     metrics = meta.get("metrics")
     if metrics is None and (path / "metrics.json").is_file():
-        metrics = json.loads((path / "metrics.json").read_text())
+        try:
+            metrics = json.loads((path / "metrics.json").read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise InputError(
+                f"checkpoint {path}: metrics.json: not valid JSON; expected the file amptorch wrote"
+            ) from None
+    if metrics is not None and not isinstance(metrics, dict):
+        raise InputError(f"checkpoint {path}: metrics: got {type(metrics).__name__}; expected a JSON object")
     if args.json:
         print(json.dumps({**meta, "metrics": metrics}, indent=2, default=str))
         return 0
@@ -418,6 +482,12 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"best epoch   {metrics['best_epoch']}")
         for split in ("train", "valid"):
             m = metrics.get(split)
+            numbers_ok = isinstance(m, dict) and all(
+                isinstance(m.get(k), (int, float, type(None)))
+                for k in ("energy_mae", "energy_rmse", "forces_mae", "forces_rmse")
+            )
+            if m and not numbers_ok:
+                raise InputError(f"checkpoint {path}: metrics.{split}: got {m!r:.60}; expected an object of numbers")
             if m:
                 print(
                     f"{split:<12} {m.get('n_structures')} structures: energy MAE "
@@ -426,7 +496,18 @@ def cmd_info(args: argparse.Namespace) -> int:
                 )
     cfg = path / "config.json"
     if cfg.is_file():
-        c = json.loads(cfg.read_text())
+        try:
+            c = json.loads(cfg.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise InputError(
+                f"checkpoint {path}: config.json: not valid JSON; expected the file amptorch wrote"
+            ) from None
+        if (
+            not isinstance(c, dict)
+            or not isinstance(c.get("optim", {}), dict)
+            or not isinstance(c.get("dataset", {}), dict)
+        ):
+            raise InputError(f"checkpoint {path}: config.json: expected an object with optim and dataset objects")
         o = c.get("optim", {})
         print(
             f"training     epochs {o.get('epochs')}, lr {o.get('lr')}, batch {o.get('batch_size')}, "
@@ -444,6 +525,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------- parser
+def cmd_convert_lmdb(args: argparse.Namespace) -> int:
+    from amptorch.data.lmdb_convert import convert_lmdb
+
+    meta = convert_lmdb(args.old, args.out, progress=not args.quiet)
+    if not args.quiet:
+        print(f"wrote {args.out}: {meta['count']} structures, {meta['n_features']} features")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of every subcommand."""
     common = argparse.ArgumentParser(add_help=False)
@@ -508,6 +598,19 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-labels", action="store_true", help="do not read energy/forces labels")
     f.add_argument("--float32", action="store_true", help="store float32 fingerprints (default float64)")
     f.set_defaults(func=cmd_featurize)
+
+    c = sub.add_parser(
+        "convert-lmdb",
+        parents=[common],
+        formatter_class=fmt,
+        help="convert an LMDB written by the original AmpTorch into ours",
+        description="Read an LMDB written by the original AmpTorch (pickled records, read with a restricted "
+        "unpickler that refuses any other class) and write its records, unscaled, as an amptorch LMDB for "
+        "dataset.lmdb_path.\n\nexample:\n  amptorch convert-lmdb data.lmdb --out data_amptorch.lmdb",
+    )
+    c.add_argument("old", help="the original's LMDB file")
+    c.add_argument("--out", required=True, metavar="FILE", help="the LMDB file to write")
+    c.set_defaults(func=cmd_convert_lmdb)
 
     r = sub.add_parser(
         "predict",

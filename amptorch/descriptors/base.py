@@ -233,11 +233,14 @@ def check_cutoff(
 
 
 def as_float_list(values: Sequence[float] | float, name: str) -> list[float]:
-    """A list of finite floats, or InputError naming the parameter."""
+    """A list of finite floats (not bools), or InputError naming the parameter."""
     try:
-        arr = np.atleast_1d(np.asarray(values, dtype=np.float64))
+        raw = np.atleast_1d(np.asarray(values, dtype=object))
+        arr = raw.astype(np.float64)
     except (TypeError, ValueError):
         raise InputError(f"{name}: got {values!r}; expected a list of numbers") from None
+    if any(isinstance(v, (bool, np.bool_)) for v in raw.ravel()):
+        raise InputError(f"{name}: got {values!r}; expected numbers, not true/false")
     if arr.ndim != 1 or not np.isfinite(arr).all():
         raise InputError(f"{name}: got {values!r}; expected a flat list of finite numbers")
     return [float(v) for v in arr]

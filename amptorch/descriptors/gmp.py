@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import os
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 from ase.data import chemical_symbols
@@ -36,6 +37,7 @@ from amptorch.descriptors.registry import DescriptorEntry, register
 from amptorch.errors import InputError, where
 
 SMOOTH_CUTOFFS = {None: 0, "cosine": 1, "polynomial": 2}
+MIN_SIGMA = 0.01  # Å; narrower probes are refused (the default cutoff rule rounds them to 0 Å)
 
 
 def default_cutoff(sigma_max: float, threshold: float = 1e-8) -> float:
@@ -158,11 +160,16 @@ class GMP(Descriptor):
     # -- parameter checks --------------------------------------------------
     @staticmethod
     def _check_orders(orders) -> list[int]:
+        items = orders.tolist() if isinstance(orders, np.ndarray) else orders
+        if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+            items = [items]
         out = []
-        for o in np.atleast_1d(orders).tolist():
-            if not isinstance(o, int) or not 0 <= o <= mcsh.MAX_ORDER:
+        for o in items:
+            if isinstance(o, (bool, np.bool_)) or not isinstance(o, numbers.Integral) or not 0 <= o <= mcsh.MAX_ORDER:
                 raise InputError(f"orders: got {o!r}; expected integers 0..{mcsh.MAX_ORDER}")
-            out.append(o)
+            if int(o) in out:
+                raise InputError(f"orders: order {int(o)} is given twice; expected each order once")
+            out.append(int(o))
         if not out:
             raise InputError("orders: empty; expected at least one MCSH order 0..9")
         return out
@@ -172,6 +179,16 @@ class GMP(Descriptor):
         out = as_float_list(sigmas, name)
         if not out or min(out) <= 0:
             raise InputError(f"{name}: got {sigmas!r}; expected positive widths in Å")
+        if min(out) < MIN_SIGMA:
+            raise InputError(
+                f"{name}: got {min(out)!r}; expected widths of at least {MIN_SIGMA} Å "
+                "(a narrower probe sees no neighbour: atoms are at least 0.1 Å apart)"
+            )
+        seen = set()
+        for s in out:
+            if s in seen:
+                raise InputError(f"{name}: width {s!r} is given twice; expected each width once")
+            seen.add(s)
         return out
 
     def _check_probes(self, probes) -> list[tuple]:
@@ -184,11 +201,18 @@ class GMP(Descriptor):
             sigma = self._check_sigmas([p[-1]], "sigmas")[0]
             if len(p) == 3:
                 n_groups = len(mcsh.groups(order))
-                if not isinstance(p[1], int) or not 1 <= p[1] <= n_groups:
+                if (
+                    isinstance(p[1], (bool, np.bool_))
+                    or not isinstance(p[1], numbers.Integral)
+                    or not 1 <= p[1] <= n_groups
+                ):
                     raise InputError(f"groups: order {order} has groups 1..{n_groups}; got {p[1]!r}")
-                out.append((order, p[1], sigma))
+                probe = (order, int(p[1]), sigma)
             else:
-                out.append((order, sigma))
+                probe = (order, sigma)
+            if probe in out:
+                raise InputError(f"probes: {probe!r} is given twice; expected each probe once")
+            out.append(probe)
         if not out:
             raise InputError("probes: empty; expected at least one probe")
         if len({len(p) for p in out}) != 1:

@@ -201,7 +201,8 @@ class GaussianSF(Descriptor):
 
         ``Gs = {"default" or El: {"G2": {"etas", "rs_s"}, "G4": {"etas", "zetas",
         "gammas"}, "G5": {...}, "cutoff": Rc}}``; etas are in units of 1/Rc^2
-        (divided by Rc^2 here), gammas are the lambdas.
+        for G2 and G4 (divided by Rc^2 here) and in 1/Å^2 for G5 (as the original reads
+        them), gammas are the lambdas.
         ``cutoff_params = {"cutoff_func": "cosine" | "polynomial", "gamma": 2}``.
         """
         return cls(elements, **cls.parse_amptorch(Gs, cutoff_params))
@@ -248,7 +249,8 @@ class GaussianSF(Descriptor):
             if missing:
                 raise InputError(f"missing {missing[0]!r}; expected a dict with keys {list(keys)}", f"{path}.{kind}")
             values = [as_float_list(g.get(k, [0.0]), f"{path}.{kind}.{k}") for k in keys]
-            values[0] = [e / rc**2 for e in values[0]]
+            if kind != "G5":  # the original gives G2 and G4 etas in 1/Rc^2 and G5 etas in 1/Å^2
+                values[0] = [e / rc**2 for e in values[0]]
             out[kind.lower()] = cls.check_functions(itertools.product(*values), int(kind[1]), f"{path}.{kind}")
         return out, rc
 

@@ -8,6 +8,7 @@ cells smaller than the cutoff (many images of one neighbour); any cell shape.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,9 @@ import vesin
 from amptorch.errors import InputError, where
 
 MIN_DISTANCE = 0.1  # Å; closer atoms are taken as a broken structure
+MAX_OPEN_EXTENT = 1e4  # Å; atoms spread wider along an open axis are refused (vesin's cell list fails)
+MAX_NEIGHBORS_PER_ATOM = 1e5  # expected neighbours per atom above which the search is refused
+MAX_PAIRS = 5e8  # expected (centre, neighbour image) pairs in one structure above which it is refused
 
 
 @dataclass
@@ -55,14 +59,80 @@ def check_structure(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, in
         periodic = cell[pbc]
         # Gram determinant of the periodic vectors: zero when they are
         # degenerate (zero length, parallel, or coplanar for a 3D cell).
-        gram = np.linalg.det(periodic @ periodic.T)
-        scale = np.prod(np.sum(periodic**2, axis=1)) if len(periodic) else 1.0
-        if not gram > 1e-12 * max(scale, 1e-300):
+        gram = periodic @ periodic.T
+        lengths2 = np.diagonal(gram)
+        if not np.linalg.det(gram) > 1e-12 * max(float(np.prod(lengths2)), 1e-300):
             axes = "".join("xyz"[a] for a in np.flatnonzero(pbc))
             raise InputError(
                 f"{w}cell: the periodic cell vectors ({axes}) have zero length, area or volume; "
                 "expected linearly independent vectors for every periodic axis"
             )
+        if lengths2.min() < MIN_DISTANCE**2:  # every atom's image along that vector overlaps it
+            raise too_close(0, 0, float(lengths2.min()), index)
+        heights = _heights(gram)
+        a = int(np.argmin(heights))
+        if not heights[a] >= MIN_DISTANCE:
+            axis = "xyz"[int(np.flatnonzero(pbc)[a])]
+            raise InputError(
+                f"{w}cell: the periodic cell is {heights[a]:.3g} Å thick across its {axis} vector "
+                f"(volume / area of the other periodic vectors); expected at least {MIN_DISTANCE} Å, "
+                "the closest distance allowed between an atom and its periodic image"
+            )
+
+
+def _heights(gram: np.ndarray) -> np.ndarray:
+    """(d,) distance between the lattice planes across each of d periodic vectors (Å), from their
+    Gram matrix G (non-singular): 1 / |reciprocal vector| = 1 / sqrt((G^-1)_aa); the volume over the
+    area of the other two (3D), the area over the other length (2D), the length (1D)."""
+    return 1.0 / np.sqrt(np.diagonal(np.linalg.inv(gram)))
+
+
+def expected_neighbors(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> float:
+    """Estimated neighbour images per atom within ``cutoff`` (Å): O(n), before any search.
+
+    n atoms over the periodic measure (length, area or volume of the periodic vectors) times the
+    cutoff ball of that dimension, times, per open axis, the share of the atoms' extent that a
+    cutoff reaches: n * V_d(rc) / |cell_d| * prod_open min(1, 2 rc / extent).
+    """
+    n = positions.shape[0]
+    periodic = cell[pbc]
+    d = len(periodic)
+    ball = (1.0, 2.0 * cutoff, math.pi * cutoff**2, 4.0 / 3.0 * math.pi * cutoff**3)[d]
+    measure = math.sqrt(max(np.linalg.det(periodic @ periodic.T), 0.0)) if d else 1.0
+    per_atom = n * ball / measure
+    for a in np.flatnonzero(~pbc):
+        extent = float(np.ptp(positions[:, a]))
+        if extent > 2.0 * cutoff:
+            per_atom *= 2.0 * cutoff / extent
+    return per_atom
+
+
+def check_search(
+    positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float, index: int | None = None
+) -> None:
+    """Raise InputError before a neighbour search vesin cannot do or that would not fit in memory.
+
+    Refused: atoms spread wider than MAX_OPEN_EXTENT (or 1e5 cutoffs) along an open axis (vesin's
+    cell list crashes the process there), and more than MAX_NEIGHBORS_PER_ATOM expected neighbours
+    per atom or MAX_PAIRS in all (``expected_neighbors``; a huge cutoff would hang or exhaust memory).
+    """
+    w = where(index)
+    for a in np.flatnonzero(~pbc):
+        extent = float(np.ptp(positions[:, a]))
+        limit = min(MAX_OPEN_EXTENT, 1e5 * cutoff)
+        if extent > limit:
+            raise InputError(
+                f"{w}positions: the atoms span {extent:.3g} Å along the open {'xyz'[a]} axis; expected at most "
+                f"{limit:.3g} Å (the smaller of 1e4 Å and 1e5 cutoffs); atoms this far apart are a broken structure"
+            )
+    per_atom = expected_neighbors(positions, cell, pbc, cutoff)
+    total = per_atom * positions.shape[0]
+    if per_atom > MAX_NEIGHBORS_PER_ATOM or total > MAX_PAIRS:
+        raise InputError(
+            f"{w}cutoff: {cutoff:g} Å gives about {per_atom:.3g} neighbours per atom ({total:.3g} pairs) "
+            f"in this structure; expected at most {MAX_NEIGHBORS_PER_ATOM:.0f} per atom and {MAX_PAIRS:.0f} "
+            "in all; use a smaller cutoff (for GMP: smaller sigmas or an explicit cutoff)"
+        )
 
 
 def _box(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> np.ndarray:
@@ -101,8 +171,16 @@ def too_close(i: int, j: int, r2: float, index: int | None) -> InputError:
     return InputError(f"{where(index)}positions: {what}; expected at least {MIN_DISTANCE} Å")
 
 
-def _vesin(positions, cell, pbc, cutoff: float, full_list: bool, quantities: str):
-    """vesin's neighbour list on a box it accepts (see ``_box``); quantities as vesin names them."""
+def _vesin(positions, cell, pbc, cutoff: float, full_list: bool, quantities: str, index: int | None = None):
+    """vesin's neighbour list on a box it accepts (see ``_box``); quantities as vesin names them.
+
+    Checked first (``check_search``). Without periodic axes, a cutoff beyond the atoms' diagonal
+    finds every pair, so vesin gets the diagonal + 1 Å instead (its cell list slows with cutoff^3
+    over the atoms' extent); the caller's own distance filter is unchanged.
+    """
+    check_search(positions, cell, pbc, cutoff, index)
+    if not pbc.any():
+        cutoff = min(cutoff, float(np.linalg.norm(np.ptp(positions, axis=0))) + 1.0)
     box = _box(positions, cell, pbc, cutoff)
     nl = vesin.NeighborList(cutoff=float(cutoff), full_list=full_list)
     periodic = pbc.tolist() if pbc.any() else False
@@ -133,7 +211,7 @@ def neighbor_entries(
     pbc = np.asarray(pbc, dtype=bool).reshape(3)
     check_structure(positions, cell, pbc, index)
     n = positions.shape[0]
-    i, j, d = _vesin(positions, cell, pbc, cutoff, full_list=True, quantities="ijD")
+    i, j, d = _vesin(positions, cell, pbc, cutoff, full_list=True, quantities="ijD", index=index)
     # d = r_j - r_i + S.box; S is zero along padded (non-periodic) axes, so
     # this is the displacement in the true cell
     i = i.astype(np.int64)
@@ -214,7 +292,7 @@ class VerletPairs:
         check_structure(positions, cell, pbc, index)
         if self._stale(positions, cell, pbc):
             i, j, shift = _vesin(
-                positions, cell, pbc, self.cutoff + self.skin, full_list=False, quantities="ijS"
+                positions, cell, pbc, self.cutoff + self.skin, full_list=False, quantities="ijS", index=index
             )
             self.pair_i = np.ascontiguousarray(i, dtype=np.int64)
             self.pair_j = np.ascontiguousarray(j, dtype=np.int64)

@@ -33,14 +33,12 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 
-from amptorch.descriptors.record import N_Z
 from amptorch.errors import InputError
-from amptorch.models.twin_terms import cutoff_function, displacements, neighbor_list
+from amptorch.models.twin_terms import Twin, cutoff_function, neighbor_list
 
 
-class GMPTorch(nn.Module):
+class GMPTorch(Twin):
     """Differentiable GMP features (solid harmonics) from positions, cell and a neighbour list.
 
     Args:
@@ -50,12 +48,13 @@ class GMPTorch(nn.Module):
         elements: atomic numbers the module will see (their densities are
             tabulated; others raise InputError).
 
-    Call ``forward(numbers, positions, cell, pair_i, pair_j, shifts)`` with a
-    neighbour list of every image within the cutoff (``neighbor_list`` below
-    builds one with vesin): ``shifts`` (P, 3) are integer cell translations, so
-    d = positions[j] - positions[i] + shifts @ cell is differentiable in both
-    positions and cell.
+    Call it as ``Twin`` says, with a neighbour list of every image within the
+    cutoff (``twin_terms.neighbor_list`` builds one with vesin): ``shifts``
+    (P, 3) are integer cell translations, so d = positions[j] - positions[i] +
+    shifts @ cell is differentiable in both positions and cell.
     """
+
+    what = "GMPTorch's"
 
     def __init__(self, gmp, elements):
         super().__init__()
@@ -105,10 +104,7 @@ class GMPTorch(nn.Module):
         self.register_buffer("pref", B.unsqueeze(-1) * (math.pi / gam) ** 1.5)
         self.register_buffer("gexp", alpha.view(1, 1, -1) * beta.unsqueeze(-1) / gam)
         self.register_buffer("lam", beta.unsqueeze(-1) / gam)
-        species = torch.full((N_Z,), -1, dtype=i64)
-        species[torch.as_tensor(zs)] = torch.arange(len(zs))
-        self.register_buffer("species", species)  # (119,) Z -> species index
-        self.elements = zs
+        self.set_elements(zs)
 
     # -- pieces ------------------------------------------------------------------
     def _radial(self, sp: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
@@ -128,40 +124,18 @@ class GMPTorch(nn.Module):
         return d.new_zeros((d.shape[0], self.n_poly)).index_add(1, self.mono_poly, terms)
 
     # -- the function ------------------------------------------------------------
-    def forward(
-        self,
-        numbers: torch.Tensor,
-        positions: torch.Tensor,
-        cell: torch.Tensor,
-        pair_i: torch.Tensor,
-        pair_j: torch.Tensor,
-        shifts: torch.Tensor,
-    ) -> torch.Tensor:
-        """Features (N, F) of one structure.
-
-        Args:
-            numbers: (N,) atomic numbers.
-            positions: (N, 3) Å (may require grad).
-            cell: (3, 3) lattice vectors as rows, Å (may require grad; any value for open axes).
-            pair_i, pair_j: (P,) centre and neighbour of every image within the cutoff
-                (j may equal i for a periodic self-image; the centre itself excluded).
-            shifts: (P, 3) integer cell translations of the images.
-        """
-        sp = self.species[numbers]  # (N,)
-        if bool((sp < 0).any()):
-            bad = sorted({int(z) for z in numbers[sp < 0].tolist()})
-            raise InputError(f"numbers: element(s) Z={bad} not among GMPTorch's elements {self.elements}")
-        d = displacements(positions, cell, pair_i, pair_j, shifts)  # (P, 3) Å
+    def features(self, sp: torch.Tensor, d: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor) -> torch.Tensor:
+        """Features (N, F) from species rows (N,) and image displacements d (P, 3) Å (see ``Twin``)."""
         r2 = (d * d).sum(-1)
         fc = cutoff_function(torch.sqrt(r2), self.cutoff, self.cutoff_kind, self.cutoff_gamma)
         radial = self._radial(sp[pair_j], r2) * fc.unsqueeze(-1)  # (P, W (K + 1))
         S = self._polynomials(d)  # (P, Q)
         terms = radial[:, self.comp_radial] * S[:, self.comp_poly]  # (P, C)
-        n = positions.shape[0]
+        n = sp.shape[0]
         M = terms.new_zeros((n, terms.shape[1])).index_add(0, pair_i, terms)  # (N, C)
         # the centre's own density at d = 0 (no gradient): only order-0 polynomials are nonzero there
-        zero = positions.new_zeros((1, 3))
-        own = self._radial(sp, positions.new_zeros(n))[:, self.comp_radial] * self._polynomials(zero)[:, self.comp_poly]
+        zero = d.new_zeros((1, 3))
+        own = self._radial(sp, d.new_zeros(n))[:, self.comp_radial] * self._polynomials(zero)[:, self.comp_poly]
         M = (M + own) * self.comp_amp  # (N, C)
         sums = M.new_zeros((n, self.n_features)).index_add(1, self.comp_probe, self.comp_weight * M * M)  # (N, F)
         if self.square:

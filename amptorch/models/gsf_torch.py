@@ -21,11 +21,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from ase.data import atomic_numbers
-from torch import nn
 
-from amptorch.descriptors.record import N_Z
-from amptorch.errors import InputError
-from amptorch.models.twin_terms import cutoff_function, displacements
+from amptorch.models.twin_terms import Twin, cutoff_function
 
 CUTOFF_KINDS = {1: "cosine", 2: "polynomial"}
 
@@ -41,16 +38,17 @@ def image_pairs(pair_i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a.astype(np.int64), b.astype(np.int64)
 
 
-class GSFTorch(nn.Module):
+class GSFTorch(Twin):
     """Differentiable Gaussian symmetry functions from positions, cell and a neighbour list.
 
     Args:
         gsf: an ``amptorch.descriptors.GaussianSF``; its tables and cutoff are
             copied into buffers (``.to(device, dtype)`` moves them).
 
-    ``forward(numbers, positions, cell, pair_i, pair_j, shifts)`` takes the
-    neighbour list of ``twin_terms.neighbor_list`` (images sorted by centre).
+    Called as ``Twin`` says, with the neighbour list of ``twin_terms.neighbor_list``.
     """
+
+    what = "the symmetry functions'"
 
     def __init__(self, gsf):
         super().__init__()
@@ -64,32 +62,15 @@ class GSFTorch(nn.Module):
             self.register_buffer(name, torch.as_tensor(np.array(getattr(t, name)), dtype=i64))  # (S, F)
         for name in ("eta", "rs", "lam"):
             self.register_buffer(name, torch.as_tensor(np.array(getattr(t, name)), dtype=f64))  # (S, F)
-        zs = sorted(atomic_numbers[e] for e in gsf.elements)  # the tables' rows: elements sorted by Z
-        species = torch.full((N_Z,), -1, dtype=i64)
-        species[torch.as_tensor(zs)] = torch.arange(len(zs))
-        self.register_buffer("species", species)  # (119,) Z -> species (= channel) index
-        self.elements = zs
+        self.set_elements(atomic_numbers[e] for e in gsf.elements)  # the tables' rows: elements sorted by Z
 
-    def forward(
-        self,
-        numbers: torch.Tensor,
-        positions: torch.Tensor,
-        cell: torch.Tensor,
-        pair_i: torch.Tensor,
-        pair_j: torch.Tensor,
-        shifts: torch.Tensor,
-    ) -> torch.Tensor:
-        """Features (N, F) of one structure (arguments as ``GMPTorch.forward``; ``pair_i`` sorted)."""
-        sp = self.species[numbers]  # (N,)
-        if bool((sp < 0).any()):
-            bad = sorted({int(z) for z in numbers[sp < 0].tolist()})
-            raise InputError(f"numbers: element(s) Z={bad} not among the symmetry functions' elements {self.elements}")
-        n = positions.shape[0]
-        d = displacements(positions, cell, pair_i, pair_j, shifts)  # (P, 3) Å
+    def features(self, sp: torch.Tensor, d: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor) -> torch.Tensor:
+        """Features (N, F) from species rows (N,) and image displacements d (P, 3) Å (see ``Twin``)."""
+        n = sp.shape[0]
         r = torch.sqrt((d * d).sum(-1))  # (P,)
         fc = cutoff_function(r, self.cutoff, self.cutoff_kind, self.cutoff_gamma)  # (P,)
         si, ch = sp[pair_i], sp[pair_j]  # centre species, neighbour channel (P,)
-        out = positions.new_zeros((n, self.n_features))
+        out = d.new_zeros((n, self.n_features))
 
         # G2: (P, F), rows of the centre's species; a term counts where the row's channel is the neighbour's
         on = (self.kind[si] == 2) & (self.el1[si] == ch.unsqueeze(-1))

@@ -4,9 +4,14 @@ differentiable displacements, and the cutoff functions (the same formulas as ``s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch import nn
+
+from amptorch.descriptors.record import N_Z
+from amptorch.errors import InputError
 
 
 def neighbor_list(atoms, cutoff: float) -> dict[str, np.ndarray]:
@@ -50,4 +55,39 @@ def cutoff_function(r: torch.Tensor, cutoff: float, kind: str | None, gamma: flo
     return torch.where(inside, fc, torch.zeros_like(fc))
 
 
-__all__ = ["cutoff_function", "displacements", "neighbor_list"]
+class Twin(nn.Module):
+    """Base of the torch twins: the species table and the call; a twin implements ``features``.
+
+    ``forward(numbers, positions, cell, pair_i, pair_j, shifts)`` -> features (N, F) of one structure:
+
+        numbers: (N,) atomic numbers; positions: (N, 3) Å and cell: (3, 3) Å (rows; any value for
+        open axes), both may require grad; pair_i, pair_j: (P,) centre and neighbour of every image
+        within the cutoff (j may equal i for a periodic self-image; the centre itself excluded;
+        sorted by centre, as :func:`neighbor_list` gives them); shifts: (P, 3) integer cell
+        translations of the images.
+    """
+
+    what = "the descriptor's"  # for error messages: "... not among <what> elements"
+
+    def set_elements(self, elements: Sequence[int]) -> None:
+        """Tabulate the atomic numbers the twin describes (``species`` buffer: Z -> row, -1 elsewhere)."""
+        zs = sorted({int(z) for z in elements})
+        species = torch.full((N_Z,), -1, dtype=torch.long)
+        species[torch.as_tensor(zs)] = torch.arange(len(zs))
+        self.register_buffer("species", species)
+        self.elements = zs
+
+    def forward(self, numbers, positions, cell, pair_i, pair_j, shifts) -> torch.Tensor:
+        sp = self.species[numbers]  # (N,)
+        if bool((sp < 0).any()):
+            bad = sorted({int(z) for z in numbers[sp < 0].tolist()})
+            raise InputError(f"numbers: element(s) Z={bad} not among {self.what} elements {self.elements}")
+        d = displacements(positions, cell, pair_i, pair_j, shifts)  # (P, 3) Å
+        return self.features(sp, d, pair_i, pair_j)
+
+    def features(self, species: torch.Tensor, d: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor):
+        """(N, F) from the atoms' species rows (N,) and the images' displacements d (P, 3) Å."""
+        raise NotImplementedError
+
+
+__all__ = ["Twin", "cutoff_function", "displacements", "neighbor_list"]

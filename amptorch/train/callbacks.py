@@ -10,12 +10,14 @@ import copy
 import csv
 from pathlib import Path
 
+import torch
 from skorch.callbacks import Callback
 
 
 class BestWeights(Callback):
     """Keep the weights of the best epoch by ``monitor`` (a ``<key>_best`` flag) and
-    save the checkpoint atomically through ``save(state_dict)`` when given."""
+    save the checkpoint atomically through ``save(state_dict)`` when given; weights with a
+    non-finite value are never kept."""
 
     def __init__(self, monitor: str, save=None):
         self.monitor = monitor
@@ -29,7 +31,10 @@ class BestWeights(Callback):
     def on_epoch_end(self, net, **kwargs):
         row = net.history[-1]
         if row.get(self.monitor, self.best_state is None):
-            self.best_state = copy.deepcopy(net.module_.state_dict())
+            state = net.module_.state_dict()
+            if not all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point()):
+                return  # never keep (or save) non-finite weights as the best
+            self.best_state = copy.deepcopy(state)
             self.best_epoch = row["epoch"]
             if self.save is not None:
                 self.save(self.best_state)

@@ -45,7 +45,8 @@ def _name_of(value: Any) -> str:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, validate_default=True)
+    # allow_inf_nan=False: every float key (lr, coefficients, rates, clipping, gamma, val_split) is finite
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, validate_default=True, allow_inf_nan=False)
     section: ClassVar[str] = ""  # its key in the config (for ALIASES)
 
     @model_validator(mode="before")
@@ -80,6 +81,24 @@ def _check_arguments(fn: Any, args: dict, what: str, skip: set[str], extra: set[
         missing = [n for n, p in params.items() if p.default is p.empty and n not in args]
         if missing:
             raise ValueError(f"{what}: missing argument {missing[0]!r}; expected it in 'params'")
+
+
+def _relative_path(v: str, expected: str, single: bool = False) -> None:
+    """ValueError unless ``v`` is a relative path without '..' (``single``: one component, no separator)."""
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    parts = PurePosixPath(v.replace("\\", "/")).parts
+    bad = (
+        not v.strip()
+        or "\0" in v
+        or PurePosixPath(v).is_absolute()
+        or PureWindowsPath(v).is_absolute()
+        or bool(PureWindowsPath(v).drive)
+        or ".." in parts
+        or (single and (len(parts) != 1 or parts[0] in (".", "..") or "/" in v or "\\" in v))
+    )
+    if bad:
+        raise ValueError(f"expected {expected}")
 
 
 class ModelSection(_Section):
@@ -239,6 +258,30 @@ class DatasetSection(_Section):
         by_scheme(v)  # InputError naming the registered schemes
         return v
 
+    @field_validator("elements")
+    @classmethod
+    def _elements(cls, v: list[str] | None) -> list[str] | None:
+        from ase.data import atomic_numbers
+
+        valid = [s for s in atomic_numbers if s != "X"]
+        for symbol in v or []:
+            if symbol not in valid:
+                near = [s for s in valid if s.lower() == str(symbol).lower()] or difflib.get_close_matches(
+                    str(symbol), valid, n=1, cutoff=0.3
+                )
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise ValueError(f"unknown element symbol {symbol!r}{hint} (expected symbols such as 'Cu', 'H')")
+        if v is not None and len(set(v)) != len(v):
+            twice = next(s for s in v if v.count(s) > 1)
+            raise ValueError(f"element {twice!r} is given twice; expected each element once")
+        return v
+
+    @field_validator("fps_dir")
+    @classmethod
+    def _fps_dir(cls, v: str) -> str:
+        _relative_path(v, "a relative folder inside run_dir")
+        return v
+
     @field_validator("scaling")
     @classmethod
     def _scaling(cls, v: dict) -> dict:
@@ -259,6 +302,13 @@ class CmdSection(_Section):
     logger: bool | str = False  # True or "tensorboard": TensorBoard event files in the run dir
     early_stopping: bool = False
     early_stopping_patience: int = Field(5, ge=1)
+
+    @field_validator("identifier")
+    @classmethod
+    def _identifier(cls, v: str | bool) -> str | bool:
+        if isinstance(v, str) and v:
+            _relative_path(v, "one folder name (no '/' or '\\', not '..')", single=True)
+        return v
 
     @field_validator("logger", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ same forward passes that produce the loss, so scoring costs nothing extra.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -17,6 +18,12 @@ from skorch import NeuralNet
 from skorch.dataset import unpack_data
 
 from amptorch.data import Batch
+from amptorch.errors import InputError
+
+
+class TrainingDiverged(InputError):
+    """Training stopped on a non-finite loss or one DIVERGED_FACTOR times its first value (an InputError:
+    the settings, usually ``optim.lr``, are at fault; the CLI exits with status 2)."""
 
 
 def residuals(pred: dict, batch: Batch) -> dict[str, torch.Tensor]:
@@ -76,6 +83,9 @@ class _Accumulator:
         return {k: (a / n, float(np.sqrt(q / n))) for k, (a, q, n) in self.sums.items() if n}
 
 
+DIVERGED_FACTOR = 1e8  # a loss this many times its first value (or above 1e8 x 1) stops training
+
+
 class AtomsNet(NeuralNet):
     """skorch NeuralNet for AtomisticModel: custom batches, forces in validation, free metrics.
 
@@ -88,6 +98,7 @@ class AtomsNet(NeuralNet):
         self.forces = forces
         self.stress = stress
         self._acc = {True: _Accumulator(), False: _Accumulator()}
+        self._first_loss: float | None = None
 
     def infer(self, x: Batch, **fit_params):
         # the model moves and casts the batch itself
@@ -112,6 +123,31 @@ class AtomsNet(NeuralNet):
         if isinstance(self.criterion_, AtomsLoss):
             return self.criterion_.from_residuals(res)
         return self.criterion_(y_pred, y_true)
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        super().on_batch_end(net, batch=batch, training=training, **kwargs)
+        # the loss skorch has just recorded (already a float: no extra device sync)
+        prefix = "train" if training else "valid"
+        loss = self.history[-1, "batches", -1, f"{prefix}_loss"]
+        if self._first_loss is None and training:
+            self._first_loss = loss
+        limit = DIVERGED_FACTOR * max(self._first_loss if self._first_loss is not None else 1.0, 1.0)
+        if not math.isfinite(loss) or loss > limit:
+            what = (
+                f"the loss is {loss}"
+                if not math.isfinite(loss)
+                else (f"the loss is {loss:.3g}, over 1e8 times its first value {self._first_loss:.3g}")
+            )
+            raise TrainingDiverged(
+                f"training diverged at epoch {len(self.history)}, {prefix} batch {len(self.history[-1, 'batches'])}: "
+                f"{what}; expected a finite, decreasing loss; try a lower lr (now {self.lr:g}) or "
+                "optim.gradient_clipping",
+                "config optim.lr",
+            )
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        self._first_loss = None  # the first training batch's loss: the scale divergence is measured against
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)

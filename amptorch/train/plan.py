@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from amptorch.descriptors import Descriptor
-from amptorch.descriptors.registry import DescriptorEntry, by_scheme
+from amptorch.descriptors.registry import DescriptorEntry, by_scheme, entry_of
 from amptorch.errors import InputError
 from amptorch.potential.trained import DTYPES, numpy_dtype
 from amptorch.train.config import Config, validate_config
@@ -50,12 +50,25 @@ class Plan:
     optimizer: type
     optimizer_args: dict[str, Any]
     descriptor_entry: DescriptorEntry
+    given: Descriptor | None = None  # the descriptor to train on as it is, when one was given
     _descriptors: dict[tuple[str, ...] | None, Descriptor] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_config(cls, config: dict | Config | None) -> Plan:
-        """Validate ``config`` (if it is a dict) and resolve it; InputError naming the key path."""
+    def from_config(cls, config: dict | Config | None, descriptor: Descriptor | None = None) -> Plan:
+        """Validate ``config`` (if it is a dict) and resolve it; InputError naming the key path.
+
+        ``descriptor``: train on this descriptor as it is (a loaded checkpoint's, or an object given as
+        ``dataset.fp_params``, see :func:`given_descriptor`); ``fp_scheme`` / ``fp_params`` are then not
+        read, and the config records the descriptor's scheme.
+        """
+        if descriptor is not None and isinstance(config, dict):  # fp_params may be the object itself
+            ds = {k: v for k, v in dict(config.get("dataset") or {}).items() if k != "fp_params"}
+            config = {**config, "dataset": ds}
         cfg = validate_config(config)
+        if descriptor is not None:  # the config records what is trained on
+            scheme = entry_of(descriptor).schemes[0]
+            cfg = cfg.model_copy(update={"dataset": cfg.dataset.model_copy(update={"fp_scheme": scheme,
+                                                                                    "fp_params": None})})
         m, o, ds = cfg.model, cfg.optim, cfg.dataset
         forces = m.get_forces and o.force_coefficient > 0
         options = {
@@ -82,9 +95,11 @@ class Plan:
             optimizer=getattr(torch.optim, o.optimizer),
             optimizer_args={f"optimizer__{k.removeprefix('optimizer__')}": v
                             for k, v in (o.optimizer_args or {}).items()},  # fmt: skip
-            descriptor_entry=by_scheme(ds.fp_scheme),
+            descriptor_entry=entry_of(descriptor) if descriptor is not None else by_scheme(ds.fp_scheme),
         )
-        if not (ds.lmdb_path and ds.raw_data is None):  # an LMDB brings its own descriptor
+        if descriptor is not None:
+            plan.given = descriptor
+        elif not (ds.lmdb_path and ds.raw_data is None):  # an LMDB brings its own descriptor
             plan._build(ds.elements)  # bad fp_params fail now, before any data is read
         return plan
 
@@ -112,8 +127,19 @@ class Plan:
         return self._descriptors[key]
 
     def descriptor(self, elements: list[str]) -> Descriptor:
-        """The descriptor of ``dataset.fp_scheme`` / ``fp_params`` for these elements (built once)."""
-        return self._build(list(elements))
+        """The given descriptor, or that of ``dataset.fp_scheme`` / ``fp_params`` for these elements (built once)."""
+        return self.given if self.given is not None else self._build(list(elements))
 
 
-__all__ = ["Plan"]
+def given_descriptor(config) -> Descriptor | None:
+    """The descriptor object a config dict gives as ``dataset.fp_params`` (ours, the original-named
+    ``Gaussian`` / ``GMPOrderNorm``, or anything with ``to_descriptor()`` such as a
+    ``GaussianDescriptorSet``), or None for the original's parameter dict."""
+    ds = config.get("dataset") if isinstance(config, dict) else None
+    fp = ds.get("fp_params") if isinstance(ds, dict) else None
+    if isinstance(fp, Descriptor):
+        return fp
+    return fp.to_descriptor() if hasattr(fp, "to_descriptor") else None
+
+
+__all__ = ["Plan", "given_descriptor"]

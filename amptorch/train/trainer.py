@@ -39,8 +39,8 @@ from amptorch.potential import TrainedPotential, errors
 from amptorch.potential.plots import parity_plot
 from amptorch.train.callbacks import BestWeights, CSVLog
 from amptorch.train.config import Config
-from amptorch.train.net import AtomsLoss, AtomsNet
-from amptorch.train.plan import Plan
+from amptorch.train.net import AtomsLoss, AtomsNet, TrainingDiverged
+from amptorch.train.plan import Plan, given_descriptor
 
 
 def _pair_collate(records):
@@ -80,7 +80,12 @@ class AtomsTrainer:
     """
 
     def __init__(self, config: dict | Config | None = None):
-        self.plan = Plan.from_config(config)  # every key checked, fp_params included, before any data
+        # every key checked, fp_params included, before any data (or fp_params is a descriptor object)
+        self.plan = Plan.from_config(config, given_descriptor(config))
+        self._config_given = config is not None
+        self.pretrained = False  # load_pretrained(): train() continues from the loaded potential
+        self._pretrained_from: str | None = None
+        self._splits: tuple = ([], [])
         self.potential: TrainedPotential | None = None
         self.net: AtomsNet | None = None
         self.run_dir: Path | None = None
@@ -90,6 +95,11 @@ class AtomsTrainer:
     def config(self) -> Config:
         """The validated config (``self.plan`` holds what it resolves to)."""
         return self.plan.config
+
+    @property
+    def cp_dir(self) -> str | None:
+        """The original's name for this run's checkpoint directory (``run_dir``; None with ``cmd.debug``)."""
+        return None if self.run_dir is None else str(self.run_dir)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -122,6 +132,11 @@ class AtomsTrainer:
             data = get_lmdb_dataset(ds.lmdb_path, ds.cache)
             # the LMDB holds atomic numbers; the rest of training uses symbols
             descriptor, elements = data.descriptor(), [chemical_symbols[z] for z in data.elements]
+            if plan.given is not None and descriptor.hash != plan.given.hash:
+                raise InputError(
+                    f"featurized with {descriptor!r}; expected the fingerprints of the model's descriptor "
+                    f"{plan.given!r}", "config dataset.lmdb_path",
+                )  # fmt: skip
             return data, descriptor, elements
         source = raw_data if raw_data is not None else ds.raw_data
         if source is None:
@@ -175,10 +190,25 @@ class AtomsTrainer:
         return cbs
 
     # -- the original's API -------------------------------------------------
-    def train(self, raw_data=None) -> AtomsTrainer:
-        """Featurize, fit scalers and the energy baseline on the training split, and train."""
-        cfg, plan = self.config, self.plan
+    def load(self, load_dataset: bool = True, raw_data=None) -> AtomsTrainer:
+        """The original's ``load()``: everything ``train()`` does before fitting, without fitting.
+
+        Reads and featurizes the data, splits it, fits the feature scaler and
+        the energy baseline on the training split and builds the model (after
+        :meth:`load_pretrained`: keeps the loaded potential's descriptor,
+        scaler tables, baseline and weights), makes the run directory
+        (``cp_dir``) and the skorch net (``self.net``). ``predict`` and the
+        calculator work on the untrained model. ``load_dataset=False`` only
+        wraps a loaded potential in a net.
+        """
+        cfg = self.config
         seed_everything(cfg.cmd.seed)
+        if not load_dataset:
+            if self.potential is None:
+                raise InputError("no model to wrap without data; call load_pretrained(path) first", "load")
+            self._splits = ([], [])
+            self.net = self._new_net(self.potential.model, [])
+            return self
         records, descriptor, elements = self._load_data(raw_data)
         train_idx, val_idx = train_val_split(len(records), cfg.dataset.val_split, cfg.dataset.val_split_mode,
                                              cfg.cmd.seed)  # fmt: skip
@@ -187,18 +217,27 @@ class AtomsTrainer:
             val_records = [records[i] for i in val_idx]
         else:  # an LMDB: splits read records on access, so data larger than memory trains
             train_records, val_records = RecordView(records, train_idx), RecordView(records, val_idx)
-        model, network = self._build_model(train_records, descriptor.length, elements)
+        meta = {}
+        if self.pretrained and self.potential is not None:  # fine-tuning: scalers and baseline are kept
+            model, network = self.potential.model, self.potential.network
+            meta["fine_tuned_from"] = self._pretrained_from
+        else:
+            model, network = self._build_model(train_records, descriptor.length, elements)
         self.run_dir = self._new_run_dir()
-        self.potential = TrainedPotential(descriptor, model, network, config=cfg.to_json())
+        self.potential = TrainedPotential(descriptor, model, network, meta=meta, config=cfg.to_json())
         if self.run_dir is not None:
             write_json(self.run_dir / "config.json", self.potential.config)
+        self._splits = (train_records, val_records)
+        self.net = self._new_net(model, val_records)
+        return self
+
+    def _new_net(self, model: AtomisticModel, val_records) -> AtomsNet:
+        cfg, plan, o = self.config, self.plan, self.config.optim
 
         def save(state):  # the best epoch's weights, as it happens (config.json is already there)
             self.potential.save(self.run_dir, config=False)
 
-        o = cfg.optim
-        seed_everything(cfg.cmd.seed)
-        net = AtomsNet(
+        return AtomsNet(
             model,
             criterion=self._criterion(float(model.energy_scale)),
             optimizer=plan.optimizer,
@@ -217,8 +256,28 @@ class AtomsTrainer:
             callbacks__print_log__keys_ignored=["event_cp", "batches"],
             **plan.optimizer_args,
         )
-        self.net = net
-        net.fit(_dataset(train_records), None)
+
+    def train(self, raw_data=None) -> AtomsTrainer:
+        """Featurize, fit scalers and the energy baseline on the training split, and train (see :meth:`load`).
+
+        After :meth:`load_pretrained` training continues from the loaded
+        weights on ``raw_data`` (or the config's data) with this config's
+        ``optim`` settings; the loaded descriptor, scaler tables and energy
+        baseline are kept, not refitted.
+        """
+        cfg = self.config
+        self.load(raw_data=raw_data)
+        train_records, val_records = self._splits
+        net, model = self.net, self.potential.model
+        seed_everything(cfg.cmd.seed)
+        try:
+            net.fit(_dataset(train_records), None)
+        except TrainingDiverged:  # keep the last finite best weights in memory (they are on disk already)
+            best = dict(net.callbacks_)["best"]
+            if best.best_state is not None:
+                model.load_state_dict(best.best_state)
+            model.eval()
+            raise
         best = dict(net.callbacks_)["best"]
         if best.best_state is not None:
             model.load_state_dict(best.best_state)
@@ -279,12 +338,25 @@ class AtomsTrainer:
                                       descriptors=get_descriptor, progress=not disable_tqdm)  # fmt: skip
 
     def load_pretrained(self, checkpoint_path, gpu2cpu: bool = False) -> AtomsTrainer:
-        """Load a run's checkpoint directory (any device; a GPU checkpoint loads on CPU)."""
-        self.potential = TrainedPotential.load(checkpoint_path, device="cpu" if gpu2cpu else self.device)
-        if self.potential.config is not None:
-            cfg = dict(self.potential.config)
+        """Load a run's checkpoint directory (any device; a GPU checkpoint loads on CPU).
+
+        ``predict`` and ``get_calc`` then use it, and ``train(raw_data)``
+        continues from its weights (fine-tuning) with its descriptor, scaler
+        tables and energy baseline. A trainer made without a config takes the
+        checkpoint's config (its data left out); with a config, that config's
+        ``optim`` / ``cmd`` / data settings are used and its ``fp_scheme`` /
+        ``fp_params`` / ``model`` keys give way to the checkpoint's.
+        """
+        potential = TrainedPotential.load(checkpoint_path, device="cpu" if gpu2cpu else self.device)
+        if not self._config_given and potential.config is not None:
+            cfg = dict(potential.config)
             cfg["dataset"] = {k: v for k, v in cfg["dataset"].items() if k != "raw_data"}
-            self.plan = Plan.from_config(cfg)
+        else:
+            cfg = self.config
+        self.plan = Plan.from_config(cfg, potential.descriptor)
+        self.potential = potential
+        self.pretrained = True
+        self._pretrained_from = str(checkpoint_path)
         self.run_dir = Path(checkpoint_path)
         return self
 

@@ -245,3 +245,15 @@ def test_kernel_tables_checked_read_only_and_copyable():
         _core.GSFTables(**{**kw, "el2": kw["el2"] + 2})
     with pytest.raises(ValueError, match="one shape"):
         _core.GSFTables(**{**kw, "eta": kw["eta"][:, :-1]})
+
+
+def test_from_amptorch_eta_units():
+    """As the original: G2 and G4 etas are given in 1/Rc^2, G5 etas in 1/Å^2."""
+    from amptorch.descriptors import GaussianSF
+
+    rc = 5.0
+    gs = {"default": {"G2": {"etas": [2.0], "rs_s": [0.0]}, "G4": {"etas": [0.5], "zetas": [1.0], "gammas": [1.0]},
+                      "G5": {"etas": [0.5], "zetas": [2.0], "gammas": [-1.0]}, "cutoff": rc}}  # fmt: skip
+    got = GaussianSF.from_amptorch(gs, ["Cu"])
+    want = GaussianSF(["Cu"], g2=[(2.0 / rc**2, 0.0)], g4=[(0.5 / rc**2, 1.0, 1.0)], g5=[(0.5, 2.0, -1.0)], cutoff=rc)
+    assert got.rows == want.rows
