@@ -7,8 +7,10 @@ saw) prints one line ``error: ...`` and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -170,6 +172,26 @@ def _fmt(x: float | None, scale: float = 1.0, digits: int = 4) -> str:
     return "-" if x is None else f"{scale * x:.{digits}f}"
 
 
+@contextlib.contextmanager
+def _removed_on_failure(run_dir: Path):
+    """On failure, remove the run folders (``run_dir/checkpoints/*``) made meanwhile that hold no weights
+    (``model.pt``), and ``run_dir`` / ``run_dir/checkpoints`` when this call created them and they are empty."""
+    root = run_dir / "checkpoints"
+    made = [p for p in (run_dir, root) if not p.exists()]
+    before = set(root.iterdir()) if root.is_dir() else set()
+    try:
+        yield
+    except BaseException:
+        after = set(root.iterdir()) if root.is_dir() else set()
+        for folder in sorted(after - before):
+            if folder.is_dir() and not (folder / "model.pt").exists():
+                shutil.rmtree(folder, ignore_errors=True)
+        for p in reversed(made):
+            with contextlib.suppress(OSError):
+                p.rmdir()  # only when empty
+        raise
+
+
 # ------------------------------------------------------------------ commands
 def cmd_train(args: argparse.Namespace) -> int:
     from amptorch.train import AtomsTrainer, validate_config
@@ -183,7 +205,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if config.dataset.raw_data is None and not config.dataset.lmdb_path:
         raise InputError("config dataset.raw_data: missing; expected a file path or glob (or dataset.lmdb_path)")
     t0 = time.perf_counter()
-    trainer = AtomsTrainer(config).train()
+    try:
+        with _removed_on_failure(Path(config.cmd.run_dir)):
+            trainer = AtomsTrainer(config).train()
+    except OSError as err:  # a full disk, a read-only run_dir, ...: one line naming the file
+        where = f" {err.filename}" if err.filename else f" under {config.cmd.run_dir}"
+        raise InputError(
+            f"train: cannot write{where} ({err.strerror or err}); expected free disk space and a writable "
+            "cmd.run_dir (a run that saved no weights is removed)"
+        ) from None
     print(f"trained in {time.perf_counter() - t0:.1f} s; checkpoint: {trainer.run_dir}")
     for split in ("train", "valid"):
         m = trainer.metrics.get(split)
@@ -197,9 +227,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_featurize(args: argparse.Namespace) -> int:
     from amptorch.data import write_lmdb
+    from amptorch.data.lmdb import check_lmdb_file
     from amptorch.train.plan import Plan
 
     _at_least("featurize", workers=(args.workers, 1), batch_size=(args.batch_size, 1))
+    out = Path(args.out)
+    if out.is_dir() or (out.is_file() and out.stat().st_size > 0):  # a folder or a foreign file: before any work
+        check_lmdb_file(out)
     images = _read_data(args.data)
     params = load_yaml(args.params, "params") if args.params else None
     section: dict = {"fp_scheme": args.scheme}
@@ -232,6 +266,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         with_labels=not args.no_labels,
         forces=derivatives,
         stress=args.stress,
+        overwrite=args.overwrite,
     )
     print(
         f"wrote {meta['count']} of {meta['total']} structures to {args.out} ({type(descriptor).__name__}, "
@@ -394,16 +429,27 @@ def cmd_md(args: argparse.Namespace) -> int:
         dyn = Langevin(
             atoms, timestep=dt, temperature_K=args.temperature, friction=args.friction / units.fs, fixcm=False, rng=rng
         )
+    n = len(atoms)
+    e0 = atoms.get_potential_energy() + atoms.get_kinetic_energy()  # a failing calculator stops before any file
     out = Path(args.out)
+    if out.is_dir():
+        raise InputError(f"md --out {args.out}: is a folder; expected a trajectory file name such as md.traj")
+    frames = [0]
     if out.suffix == ".traj":
         traj = Trajectory(out, "w", atoms)
-        dyn.attach(traj.write, interval=args.interval)
+
+        def write_frame() -> None:
+            traj.write()
+            frames[0] += 1
     else:  # any other ase.io format that can append (extxyz, xyz, ...): frames with energy and forces
         traj = None
         out.unlink(missing_ok=True)
-        dyn.attach(lambda: ase.io.write(out, atoms, append=True), interval=args.interval)
-    n = len(atoms)
-    e0 = atoms.get_potential_energy() + atoms.get_kinetic_energy()
+
+        def write_frame() -> None:
+            ase.io.write(out, atoms, append=True)
+            frames[0] += 1
+
+    dyn.attach(write_frame, interval=args.interval)
     bar = None
     if not args.quiet:
         from tqdm.auto import tqdm
@@ -420,6 +466,19 @@ def cmd_md(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         dyn.run(args.steps)
+    except BaseException as err:
+        if traj is not None:
+            with contextlib.suppress(OSError):
+                traj.close()
+            traj = None
+        if frames[0] == 0:  # nothing useful written: no empty trajectory left behind
+            out.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise InputError(
+                f"md --out {args.out}: cannot write ({err.strerror or err}) after {frames[0]} frames; expected "
+                "free disk space"
+            ) from None
+        raise
     finally:
         if traj is not None:
             traj.close()
@@ -573,7 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
         help="fingerprint structures into an LMDB file",
         description="Fingerprint structures (with derivatives) into an LMDB file for "
-        "dataset.lmdb_path.\nRe-running after a kill resumes.\n\nexample:\n  amptorch featurize "
+        "dataset.lmdb_path.\nRe-running after a kill resumes (only onto the same inputs and settings; "
+        "--overwrite starts again).\n\nexample:\n  amptorch featurize "
         "train.extxyz --out fps.lmdb --scheme gmpordernorm --params params.yaml --workers 4",
     )
     f.add_argument("data", nargs="+", help="structure files or globs (extxyz, ASE db, ...)")
@@ -597,6 +657,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-derivatives", action="store_true", help="fingerprints only (energy-only training)")
     f.add_argument("--no-labels", action="store_true", help="do not read energy/forces labels")
     f.add_argument("--float32", action="store_true", help="store float32 fingerprints (default float64)")
+    f.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing store at --out (default: resume it, only onto the same inputs and settings)",
+    )
     f.set_defaults(func=cmd_featurize)
 
     c = sub.add_parser(

@@ -10,34 +10,56 @@ code: ``MAGIC`` (8 bytes), the header length (uint64 little-endian), a JSON
 header ``{"fields": [[name, dtype, shape, offset, nbytes], ...]}`` and the raw
 little-endian array buffers, each 8-byte aligned.
 
+Each record header also holds ``crc32``: the checksum of its field table
+and array bytes, verified on every read (a damaged record is an
+:class:`InputError` naming the record and the file). Stores of format
+version 1 (before checksums) still read, unverified.
+
 Writing commits every ``batch_size`` structures; calling :func:`write_lmdb`
-again after a kill skips the keys already written (and refuses a database
-made with other descriptor settings).
+again after a kill skips the keys already written. It continues only onto
+the same inputs: the metadata holds ``inputs_sha256``, a hash of every input
+structure (numbers, positions, cell, pbc and the labels stored) or record, in
+order, and a store made from other inputs or settings is refused
+(``overwrite=True`` / ``amptorch featurize --overwrite`` starts it again).
+One writer at a time: :func:`write_lmdb` and :func:`update_metadata` hold an
+exclusive ``flock`` on ``path + "-lock"`` (released by the OS if the process
+dies; removed when writing ends). Every file is checked against its LMDB meta
+pages (magic, page size, last page) before it is mapped, so a truncated or
+foreign file is an :class:`InputError`, never a SIGBUS.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
+import errno
+import hashlib
 import json
 import os
 import struct
 import threading
+import zlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import lmdb
 import numpy as np
 from ase import Atoms
 from torch.utils.data import Dataset
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no writer lock
+    fcntl = None  # type: ignore[assignment]
+
 from amptorch.data.featurize import featurize
-from amptorch.data.io import read_structures
-from amptorch.descriptors.base import Descriptor
+from amptorch.data.io import labels, read_structures
+from amptorch.descriptors.base import Descriptor, structure_arrays
 from amptorch.descriptors.record import FeatureRecord
 from amptorch.errors import InputError, where
 
 FORMAT = "amptorch-lmdb"
-VERSION = 1
+VERSION = 2  # 2: per-record crc32 and the inputs fingerprint; 1 still reads (records unverified)
 MAGIC = b"AMPTREC1"
 METADATA_KEY = b"__metadata__"
 DEFAULT_MAP_SIZE = 1 << 40  # 1 TiB of address space; the file grows only as needed
@@ -69,13 +91,24 @@ def encode_record(record: FeatureRecord) -> bytes:
         pad = (-len(raw)) % 8
         buffers.append(raw + b"\0" * pad)
         offset += len(raw) + pad
-    header = json.dumps({"fields": entries}, separators=(",", ":")).encode()
+    payload = b"".join(buffers)
+    header = json.dumps({"fields": entries, "crc32": _checksum(entries, payload)}, separators=(",", ":")).encode()
     header += b" " * ((-len(header)) % 8)
-    return MAGIC + struct.pack("<Q", len(header)) + header + b"".join(buffers)
+    return MAGIC + struct.pack("<Q", len(header)) + header + payload
 
 
-def decode_record(data: bytes | bytearray | memoryview, key: str = "") -> FeatureRecord:
-    """Inverse of :func:`encode_record`; arrays are writable copies."""
+def _checksum(entries: list, payload: bytes | memoryview) -> int:
+    """crc32 of a record's field table (canonical JSON) and its array bytes."""
+    table = json.dumps(entries, separators=(",", ":")).encode()
+    return zlib.crc32(payload, zlib.crc32(table))
+
+
+def decode_record(data: bytes | bytearray | memoryview, key: str = "", checksum: bool | None = None) -> FeatureRecord:
+    """Inverse of :func:`encode_record`; arrays are writable copies.
+
+    ``checksum``: None verifies the header's ``crc32`` when there is one (records of
+    format version 1 have none), True requires it, False skips it.
+    """
     buf = bytearray(data)
     if bytes(buf[:8]) != MAGIC or len(buf) < 16:
         raise InputError(f"lmdb record {key}: not an amptorch record; expected the {MAGIC.decode()} format")
@@ -88,6 +121,22 @@ def decode_record(data: bytes | bytearray | memoryview, key: str = "") -> Featur
         entries = header["fields"]
     except (ValueError, KeyError, TypeError):
         raise InputError(f"lmdb record {key}: unreadable header; expected JSON with 'fields'") from None
+    stored = header.get("crc32") if isinstance(header, dict) else None
+    if checksum is not False:
+        if stored is None and checksum:
+            raise InputError(f"lmdb record {key}: no checksum in its header; expected a crc32 (format version 2)")
+        if stored is not None:
+            try:
+                actual = _checksum(entries, memoryview(buf)[start:])
+            except (TypeError, ValueError):
+                actual = None
+            if actual != stored:
+                raise InputError(
+                    f"lmdb record {key}: damaged (crc32 {actual} computed, {stored} stored); expected an intact "
+                    "record (write the store again: amptorch featurize --overwrite)"
+                )
+    if not isinstance(entries, list):
+        raise InputError(f"lmdb record {key}: unreadable header; expected a list of fields")
     arrays = {}
     for name, dt, shape, off, nbytes in entries:
         if dt not in _ALLOWED_DTYPES:
@@ -103,9 +152,64 @@ def decode_record(data: bytes | bytearray | memoryview, key: str = "") -> Featur
 # -------------------------------------------------------------------- metadata
 
 
+_LMDB_MAGIC = 0xBEEFC0DE  # mm_magic of an LMDB meta page (pages 0 and 1)
+_META_OFFSET = 16  # after the page header: pgno (8), pad, flags, lower, upper (2 each)
+
+
+_META_SIZE = _META_OFFSET + 24 + 96 + 16  # magic, version, address, map size; 2 databases; last page, txn id
+
+
+def _meta_page(head: bytes) -> tuple[int, int, int] | None:
+    """(page size, last page, txn id) of an LMDB meta page, or None if it is not one."""
+    if len(head) < _META_SIZE:
+        return None
+    magic, version = struct.unpack_from("<II", head, _META_OFFSET)
+    (psize,) = struct.unpack_from("<I", head, _META_OFFSET + 24)  # the free-list database's md_pad: the page size
+    last, txnid = struct.unpack_from("<QQ", head, _META_OFFSET + 24 + 96)
+    if magic != _LMDB_MAGIC or version != 1 or not 512 <= psize <= 65536 or psize & (psize - 1):
+        return None
+    return psize, last, txnid
+
+
+def check_lmdb_file(path: str | os.PathLike) -> None:
+    """InputError unless ``path`` is a whole LMDB file; read with ``struct`` before anything maps it.
+
+    The two meta pages (pages 0 and 1) give the magic, the page size and the
+    last page of the newest transaction; a file shorter than ``(last + 1) *
+    page size`` is truncated (mapping it would end in SIGBUS on access).
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputError(f"lmdb {path!r}: is a folder; expected an LMDB file (a file name such as fps.lmdb)")
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            metas = [m for m in [_meta_page(fh.read(_META_SIZE))] if m is not None]
+            if metas:
+                fh.seek(metas[0][0])
+                second = _meta_page(fh.read(_META_SIZE))
+                if second is not None and second[0] == metas[0][0]:
+                    metas.append(second)
+    except OSError as err:
+        raise InputError(f"lmdb {path!r}: cannot read ({err.strerror or err}); expected a readable LMDB file") from None
+    if not metas:
+        what = "an empty file" if size == 0 else f"not an LMDB file ({size} bytes, no LMDB meta page)"
+        raise InputError(f"lmdb {path!r}: {what}; expected a database written by write_lmdb")
+    psize, last, _ = max(metas, key=lambda m: m[2])
+    need = max(2, last + 1) * psize
+    if size < need:
+        raise InputError(
+            f"lmdb {path!r}: truncated ({size} bytes; its LMDB header says {need}); expected the whole file "
+            "(copy it again, or write it again)"
+        )
+
+
 def _open_read(path: str) -> lmdb.Environment:
     if not os.path.isfile(path):
+        if os.path.isdir(path):
+            raise InputError(f"lmdb_path: {path!r} is a folder; expected an LMDB file written by write_lmdb")
         raise InputError(f"lmdb_path: no such file {path!r}; expected a database written by write_lmdb")
+    check_lmdb_file(path)
     try:
         return lmdb.open(
             path, subdir=False, readonly=True, lock=False, readahead=False, meminit=False, max_readers=256
@@ -166,28 +270,82 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return meta
 
 
+@contextlib.contextmanager
+def writer_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path + "-lock"`` (one writer per store); the file is removed on exit.
+
+    A second writer gets an :class:`InputError` at once. The OS releases the
+    lock of a killed process, so a stale file never blocks; the lock file is
+    checked to be the one on disk after locking (a writer that removed it as
+    we opened it is not trusted).
+    """
+    path = os.fspath(path)
+    lock_path = path + "-lock"
+    if fcntl is None:  # no flock on this platform: no lock
+        yield
+        return
+    while True:
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise InputError(f"lmdb {path!r}: cannot create the lock file {lock_path!r} ({err.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise InputError(
+                    f"lmdb {path!r}: another process is writing it (it holds {lock_path!r}); expected one writer "
+                    "at a time (wait for it to finish, or write to another path)"
+                ) from None
+            raise
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock_path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)
+        os.close(fd)
+
+
+def _open_write(path: str, map_size: int) -> lmdb.Environment:
+    """A writing environment (the caller holds :func:`writer_lock`; readers are lock-free)."""
+    return lmdb.open(path, subdir=False, map_size=int(map_size), meminit=False, map_async=False, lock=False)
+
+
 def update_metadata(path: str | os.PathLike, **entries) -> dict:
     """Add JSON-able entries (e.g. ``feature_scaler=scaler.to_dict()``) to a database's metadata."""
     path = os.fspath(path)
-    reserved = {"format", "version", "descriptor", "descriptor_hash", "count", "total", *_FLAGS}
+    reserved = {"format", "version", "descriptor", "descriptor_hash", "count", "total", "inputs_sha256", *_FLAGS}
     bad = sorted(set(entries) & reserved)
     if bad:
         raise InputError(f"metadata: {bad[0]!r} is written by write_lmdb; expected another key")
     if not os.path.isfile(path):
         raise InputError(f"lmdb_path: no such file {path!r}; expected a database written by write_lmdb")
+    check_lmdb_file(path)
     _drop_reader(path)
-    env = lmdb.open(path, subdir=False, map_size=DEFAULT_MAP_SIZE, meminit=False)
-    try:
-        with env.begin(write=True) as txn:
-            meta = _get_metadata(txn, path)
-            if meta is None:
-                raise InputError(
-                    f"lmdb {path!r}: no metadata entry; expected a database written by write_lmdb"
-                )
-            meta.update(entries)
-            txn.put(METADATA_KEY, json.dumps(meta).encode())
-    finally:
-        env.close()
+    with writer_lock(path):
+        env = _open_write(path, DEFAULT_MAP_SIZE)
+        try:
+            with env.begin(write=True) as txn:
+                meta = _get_metadata(txn, path)
+                if meta is None:
+                    raise InputError(
+                        f"lmdb {path!r}: no metadata entry; expected a database written by write_lmdb"
+                    )
+                meta.update(entries)
+                txn.put(METADATA_KEY, json.dumps(meta).encode())
+            env.sync(True)
+        except lmdb.Error as err:
+            raise InputError(f"lmdb {path!r}: cannot write the metadata ({err}); expected free disk space") from None
+        finally:
+            env.close()
     return meta
 
 
@@ -199,19 +357,39 @@ def _elements(items) -> list[int]:
     return [int(z) for z in np.unique(np.concatenate(nums))] if nums else []
 
 
+def _check_inputs(old: dict, new: dict, count: int, path: str) -> None:
+    """Resume only onto the inputs a store was made from (its ``inputs_sha256``)."""
+    if count == 0:
+        return
+    was = old.get("inputs_sha256")
+    if was is None:
+        raise InputError(
+            f"lmdb {path!r}: holds {count} records written before input fingerprints (format version "
+            f"{old.get('version')}), so they cannot be checked against these inputs; expected overwrite=True "
+            "(amptorch featurize --overwrite) or another path"
+        )
+    if was != new["inputs_sha256"]:
+        raise InputError(
+            f"lmdb {path!r}: holds {count} of {old.get('total')} records made from other inputs (fingerprint "
+            f"{was[:12]}; these inputs: {new['inputs_sha256'][:12]}); expected the same structures and labels to "
+            "resume, or overwrite=True (amptorch featurize --overwrite), or another path"
+        )
+
+
 def _check_compatible(old: dict, new: dict, path: str) -> None:
     """Refuse to resume into a database made with other settings."""
     oh, nh = old.get("descriptor_hash"), new.get("descriptor_hash")
     if oh is not None and nh is not None and oh != nh:
         raise InputError(
             f"lmdb {path!r}: made with descriptor hash {oh[:16]}, this call uses {nh[:16]}; "
-            "expected the same descriptor settings (or write to another path)"
+            "expected the same descriptor settings (or overwrite=True / amptorch featurize --overwrite, or another "
+            "path)"
         )
     for key in (*_FLAGS, "n_features", "total"):
         if old.get(key) is not None and new.get(key) is not None and old.get(key) != new.get(key):
             raise InputError(
                 f"lmdb {path!r}: {key} is {old.get(key)!r} in the database, {new.get(key)!r} in this call; "
-                "expected the same (or write to another path)"
+                "expected the same (or overwrite=True / amptorch featurize --overwrite, or another path)"
             )
 
 
@@ -230,6 +408,7 @@ def write_lmdb(
     forces: bool = True,
     stress: bool = False,
     metadata: dict | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Featurize structures (or take records) and store them in an LMDB file.
 
@@ -247,6 +426,8 @@ def write_lmdb(
         derivatives, strain, dtype, with_labels, forces, stress: as in
             :func:`amptorch.data.featurize.featurize`.
         metadata: extra JSON-able entries for the metadata (e.g. scalers).
+        overwrite: replace an existing amptorch store at ``path`` instead of
+            resuming it (never a file that is not one).
 
     Returns:
         The metadata written: ``format``, ``version``, ``descriptor``
@@ -255,12 +436,17 @@ def write_lmdb(
         ``derivatives``, ``strain``, ``dtype`` and the extra entries.
 
     Resuming: a second call with the same data and settings writes only the
-    keys that are missing (e.g. after a kill); a database made with another
-    descriptor hash, other flags or another number of structures is refused.
+    keys that are missing (e.g. after a kill); a database made from other
+    inputs (``inputs_sha256``), with another descriptor hash, other flags or
+    another number of structures is refused. A second concurrent writer, a
+    folder, a foreign, truncated or pickled (original AmpTorch) file are
+    refused; a failed write (full disk) keeps the batches committed before
+    and leaves no empty file it created.
     """
     path = os.fspath(path)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise InputError(f"batch_size: got {batch_size!r}; expected a positive integer")
+    _check_target(path)  # a folder, a foreign or truncated file: refused before any work
     items = images_or_records
     is_records = (
         not isinstance(items, (str, os.PathLike, Atoms))
@@ -294,6 +480,10 @@ def write_lmdb(
         n_features = descriptor.length
         flags = {"derivatives": bool(derivatives), "strain": bool(strain), "dtype": np.dtype(dtype).name}
     total = len(items)
+    if is_records:
+        fingerprint = inputs_fingerprint(records=items)
+    else:
+        fingerprint = inputs_fingerprint(items, with_labels=with_labels, forces=forces, stress=stress)
     new_meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -303,30 +493,136 @@ def write_lmdb(
         "total": total,
         "elements": _elements(items),
         "n_features": int(n_features),
+        "inputs_sha256": fingerprint,
         **flags,
     }
     if metadata:
         new_meta.update({k: v for k, v in metadata.items() if k not in new_meta})
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    _drop_reader(path)
-    env = lmdb.open(path, subdir=False, map_size=int(map_size), meminit=False, map_async=False)
-    bar = None
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    except OSError as err:
+        raise InputError(
+            f"lmdb {path!r}: cannot create its folder ({err.strerror}); expected a writable path"
+        ) from None
+    _drop_reader(path)
+    with writer_lock(path):
+        exists = _check_target(path)
+        if exists and overwrite:
+            _check_overwritable(path, map_size)
+            os.unlink(path)
+            exists = False
+        return _write(path, items, is_records, descriptor, new_meta, exists, int(batch_size), workers, progress,
+                      int(map_size), dict(derivatives=derivatives, strain=strain, dtype=dtype, with_labels=with_labels,
+                                          forces=forces, stress=stress))  # fmt: skip
+
+
+def _check_target(path: str) -> bool:
+    """Whether ``path`` holds a store to continue (an empty file is a new one); InputError for a folder or a
+    foreign or truncated file (checked before the lock file is made and before anything maps it)."""
+    if os.path.isdir(path):
+        raise InputError(f"lmdb {path!r}: is a folder; expected an LMDB file name (such as fps.lmdb)")
+    exists = os.path.isfile(path) and os.path.getsize(path) > 0
+    if exists:
+        check_lmdb_file(path)
+    return exists
+
+
+def inputs_fingerprint(
+    images: Sequence[Atoms] | None = None,
+    records: Sequence[FeatureRecord] | None = None,
+    with_labels: bool = True,
+    forces: bool = True,
+    stress: bool = False,
+) -> str:
+    """sha256 (hex) of the inputs of :func:`write_lmdb`, in order: what a store was made from.
+
+    Structures: atomic numbers, positions, cell, pbc and the labels that are
+    stored (energy; forces, stress when requested); the labels are checked
+    here, so a bad label stops the call before anything is written. Records:
+    their encoded bytes.
+    """
+    h = hashlib.sha256()
+    if records is not None:
+        h.update(b"records")
+        for r in records:
+            blob = encode_record(r)
+            h.update(struct.pack("<Q", len(blob)) + blob)
+        return h.hexdigest()
+    h.update(f"structures|labels={int(bool(with_labels))}|f={int(bool(forces))}|s={int(bool(stress))}".encode())
+    for k, atoms in enumerate(images or ()):
+        numbers, positions, cell, pbc = structure_arrays(atoms, k)
+        arrays = [numbers.astype("<i8"), positions.astype("<f8"), cell.astype("<f8"), pbc.astype(np.uint8)]
+        if with_labels:
+            lab = labels(atoms, k, forces=forces, stress=stress)
+            arrays += [np.asarray(lab[key], dtype="<f8") for key in ("energy", "forces", "stress") if key in lab]
+        h.update(struct.pack("<Q", len(arrays)))
+        for arr in arrays:
+            raw = np.ascontiguousarray(arr).tobytes()
+            h.update(struct.pack("<Q", len(raw)) + raw)
+    return h.hexdigest()
+
+
+def _check_overwritable(path: str, map_size: int) -> None:
+    """overwrite=True replaces only an amptorch store (never a pickled store of the original, or another LMDB)."""
+    env = lmdb.open(path, subdir=False, readonly=True, lock=False, readahead=False, meminit=False)
+    try:
+        with env.begin() as txn:
+            _get_metadata(txn, path)
+            _refuse_foreign(txn, path)
+    finally:
+        env.close()
+
+
+def _refuse_foreign(txn, path: str) -> None:
+    """InputError if an LMDB without our metadata holds entries (a pickled store of the original, or another's)."""
+    if txn.get(METADATA_KEY) is not None:
+        return
+    first = next(iter(txn.cursor().iternext(values=False)), None)
+    if first is None:
+        return
+    if txn.get(b"length") is not None:
+        raise InputError(
+            f"lmdb {path!r}: a pickled store of the original AmpTorch; expected an amptorch store (convert it "
+            f"first: amptorch convert-lmdb {path} --out new.lmdb, or write to another path)"
+        )
+    raise InputError(
+        f"lmdb {path!r}: an LMDB of another program (first key {bytes(first)[:40]!r}); expected an amptorch store "
+        "or a new path"
+    )
+
+
+def _commit(env: lmdb.Environment, keys: Sequence[int], blobs: Sequence[bytes], meta: dict) -> None:
+    """One transaction: the records and the metadata that counts them (they never disagree)."""
+    with env.begin(write=True) as txn:
+        for k, blob in zip(keys, blobs, strict=True):
+            txn.put(record_key(k), blob)
+        txn.put(METADATA_KEY, json.dumps(meta).encode())
+
+
+def _write(path, items, is_records, descriptor, new_meta, exists, batch_size, workers, progress, map_size, options):
+    """The body of :func:`write_lmdb`, under the writer lock."""
+    total = new_meta["total"]
+    count = written = 0
+    env = bar = None
+    try:
+        env = _open_write(path, map_size)
         with env.begin(write=True) as txn:
             old = _get_metadata(txn, path)
+            _refuse_foreign(txn, path)
             if old is not None:
                 _check_compatible(old, new_meta, path)
                 keep = {k: v for k, v in old.items() if k not in new_meta}
                 new_meta.update(keep)
-            count = sum(1 for k in range(total) if txn.get(record_key(k)) is not None) if old else 0
+                count = sum(1 for k in range(total) if txn.get(record_key(k)) is not None)
+                _check_inputs(old, new_meta, count, path)
             new_meta["count"] = count
             txn.put(METADATA_KEY, json.dumps(new_meta).encode())
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=total, initial=count, desc="writing lmdb", unit="struct")
-        for start in range(0, total, int(batch_size)):
-            stop = min(total, start + int(batch_size))
+        for start in range(0, total, batch_size):
+            stop = min(total, start + batch_size)
             with env.begin() as txn:
                 missing = [k for k in range(start, stop) if txn.get(record_key(k)) is None]
             if not missing:
@@ -334,37 +630,42 @@ def write_lmdb(
             if is_records:
                 recs = [items[k] for k in missing]
             else:
-                recs = featurize(
-                    [items[k] for k in missing],
-                    descriptor,
-                    derivatives=derivatives,
-                    strain=strain,
-                    dtype=dtype,
-                    workers=workers,
-                    progress=False,
-                    with_labels=with_labels,
-                    forces=forces,
-                    stress=stress,
-                    indices=missing,
-                )
+                recs = featurize([items[k] for k in missing], descriptor, progress=False, indices=missing,
+                                 workers=workers, **options)  # fmt: skip
             blobs = [encode_record(r) for r in recs]
-            with env.begin(write=True) as txn:
-                for k, blob in zip(missing, blobs, strict=True):
-                    txn.put(record_key(k), blob)
-                count += len(missing)
-                new_meta["count"] = count
-                txn.put(METADATA_KEY, json.dumps(new_meta).encode())
+            new_meta["count"] = count + len(missing)
+            _commit(env, missing, blobs, new_meta)
+            count += len(missing)
+            written += len(missing)
             if bar is not None:
                 bar.update(len(missing))
         env.sync(True)
-    except lmdb.MapFullError:
-        raise InputError(
-            f"map_size: {map_size} bytes is too small for {path!r}; expected a larger map_size"
-        ) from None
+    except BaseException as err:
+        if bar is not None:
+            bar.close()
+            bar = None
+        if env is not None:
+            env.close()
+            env = None
+        if not exists and count == 0:  # nothing useful made: leave no empty store behind
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        if isinstance(err, lmdb.MapFullError):
+            raise InputError(
+                f"map_size: {map_size} bytes is too small for {path!r}; expected a larger map_size"
+            ) from None
+        if isinstance(err, (OSError, lmdb.Error)) and not isinstance(err, InputError):
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            kept = f"the {count} structures committed are kept: run again to resume" if count else "nothing was kept"
+            raise InputError(
+                f"lmdb {path!r}: cannot write ({reason}); expected a writable file with free disk space ({kept})"
+            ) from None
+        raise
     finally:
         if bar is not None:
             bar.close()
-        env.close()
+        if env is not None:
+            env.close()
     return new_meta
 
 
@@ -470,7 +771,8 @@ class LmdbDataset(Dataset):
             raw = txn.get(record_key(local))
         if raw is None:
             raise InputError(f"lmdb {self.paths[db]!r}: record {local} missing; expected keys 0..count-1")
-        return decode_record(raw, key=f"{self.paths[db]}:{local}")
+        checksum = True if self.metadatas[db].get("version", 1) >= 2 else None  # version 1: no checksums
+        return decode_record(raw, key=f"{local} of {self.paths[db]!r}", checksum=checksum)
 
     def __getitem__(self, index: int) -> FeatureRecord:
         n = len(self)
@@ -520,4 +822,7 @@ __all__ = [
     "encode_record",
     "decode_record",
     "record_key",
+    "check_lmdb_file",
+    "inputs_fingerprint",
+    "writer_lock",
 ]

@@ -451,4 +451,12 @@ def _fused(gmp: GMP, skin: float):
     return GMPInference(gmp, skin) if GMPInference.supports(gmp) else None
 
 
-register(DescriptorEntry("GMP", GMP, ("gmpordernorm", "gmp"), _from_params, any_element=True, fused=_fused))
+def _twin(gmp: GMP, elements):
+    """The torch twin for recompute-mode training (solid harmonics only; torch imported here)."""
+    from amptorch.models.gmp_torch import GMPTorch
+
+    return GMPTorch(gmp, elements)
+
+
+register(DescriptorEntry("GMP", GMP, ("gmpordernorm", "gmp"), _from_params, any_element=True, fused=_fused,
+                         twin=_twin))  # fmt: skip

@@ -263,4 +263,11 @@ def _from_params(fp_params, scheme, elements, cutoff_params) -> GaussianSF | Non
     return None if elements is None else GaussianSF(elements, **args)
 
 
-register(DescriptorEntry("GaussianSF", GaussianSF, ("gaussian",), _from_params, needs_elements=True))
+def _twin(gsf: GaussianSF, elements):
+    """The torch twin for recompute-mode training (torch imported here)."""
+    from amptorch.models.gsf_torch import GSFTorch
+
+    return GSFTorch(gsf)
+
+
+register(DescriptorEntry("GaussianSF", GaussianSF, ("gaussian",), _from_params, needs_elements=True, twin=_twin))

@@ -46,6 +46,10 @@ class DescriptorEntry:
         fused: ``fused(descriptor, skin) -> kernel or None``: the calculator's fused
             path (``features(atoms, n_threads)`` then ``forces(dEdG, n_threads)``),
             or None where this descriptor (or these settings) has none.
+        twin: ``twin(descriptor, elements) -> torch.nn.Module``: the descriptor's torch twin
+            for recompute-mode training (``dataset.features: "recompute"``), called with the
+            atomic numbers it will see; it imports torch lazily (descriptors import no torch).
+            None: the descriptor trains from stored derivatives only.
     """
 
     kind: str
@@ -55,6 +59,7 @@ class DescriptorEntry:
     needs_elements: bool = False
     any_element: bool = False
     fused: Callable[[Any, float], Any] | None = None
+    twin: Callable[[Any, Sequence[int]], Any] | None = None
 
 
 _BY_KIND: dict[str, DescriptorEntry] = {}

@@ -59,7 +59,10 @@ class GMPTorch(Twin):
     def __init__(self, gmp, elements):
         super().__init__()
         if not getattr(gmp, "solid_harmonics", False):
-            raise InputError("GMPTorch: needs a GMP descriptor with solid_harmonics=True")
+            raise InputError(
+                "GMPTorch: needs a GMP descriptor with solid_harmonics=True (the general moment path has no "
+                "torch twin); got solid_harmonics=False"
+            )
         t = gmp.kernel_tables
         self.cutoff = float(gmp.cutoff)
         self.cutoff_kind = gmp.smooth_cutoff  # None (hard), "cosine", "polynomial"

@@ -63,6 +63,18 @@ class GSFTorch(Twin):
         for name in ("eta", "rs", "lam"):
             self.register_buffer(name, torch.as_tensor(np.array(getattr(t, name)), dtype=f64))  # (S, F)
         self.set_elements(atomic_numbers[e] for e in gsf.elements)  # the tables' rows: elements sorted by Z
+        # radial (G2) and angular (G4/G5) columns, each term type evaluated on its own columns only; the
+        # features are the two blocks side by side, put back in the tables' order by ``order``
+        kind = np.array(t.kind)
+        same = bool((kind == kind[:1]).all())  # one column layout for every centre species (as GaussianSF writes)
+        radial = kind[0] == 2 if same else np.ones(kind.shape[1], dtype=bool)
+        angular = kind[0] != 2 if same else np.ones(kind.shape[1], dtype=bool)
+        self.register_buffer("radial_cols", torch.as_tensor(np.flatnonzero(radial), dtype=i64))
+        self.register_buffer("angular_cols", torch.as_tensor(np.flatnonzero(angular), dtype=i64))
+        self.split = same
+        self.register_buffer("order", torch.as_tensor(np.argsort(np.concatenate([np.flatnonzero(radial),
+                                                                                 np.flatnonzero(angular)]),
+                                                                 kind="stable"), dtype=i64))  # fmt: skip
 
     def features(self, sp: torch.Tensor, d: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor) -> torch.Tensor:
         """Features (N, F) from species rows (N,) and image displacements d (P, 3) Å (see ``Twin``)."""
@@ -70,35 +82,39 @@ class GSFTorch(Twin):
         r = torch.sqrt((d * d).sum(-1))  # (P,)
         fc = cutoff_function(r, self.cutoff, self.cutoff_kind, self.cutoff_gamma)  # (P,)
         si, ch = sp[pair_i], sp[pair_j]  # centre species, neighbour channel (P,)
-        out = d.new_zeros((n, self.n_features))
 
-        # G2: (P, F), rows of the centre's species; a term counts where the row's channel is the neighbour's
-        on = (self.kind[si] == 2) & (self.el1[si] == ch.unsqueeze(-1))
-        g2 = torch.exp(-self.eta[si].to(d.dtype) * (r.unsqueeze(-1) - self.rs[si].to(d.dtype)) ** 2) * fc.unsqueeze(-1)
-        out = out.index_add(0, pair_i, torch.where(on, g2, torch.zeros_like(g2)))
+        # G2: (P, F2), rows of the centre's species; a term counts where the row's channel is the neighbour's
+        cols = self.radial_cols
+        kind, el1, eta, rs = (x.index_select(1, cols)[si] for x in (self.kind, self.el1, self.eta, self.rs))
+        on = (kind == 2) & (el1 == ch.unsqueeze(-1))
+        g2 = torch.exp(-eta.to(d.dtype) * (r.unsqueeze(-1) - rs.to(d.dtype)) ** 2) * fc.unsqueeze(-1)
+        radial = d.new_zeros((n, cols.shape[0])).index_add(0, pair_i, torch.where(on, g2, torch.zeros_like(g2)))
 
-        # G4 / G5: (T, F) over image pairs a < b of one centre
+        # G4 / G5: (T, F4) over image pairs a < b of one centre
+        cols = self.angular_cols
         a_np, b_np = image_pairs(pair_i.cpu().numpy())
         a, b = torch.as_tensor(a_np, device=d.device), torch.as_tensor(b_np, device=d.device)
         centre = pair_i[a]
         s = sp[centre]
         lo, hi = torch.minimum(ch[a], ch[b]), torch.maximum(ch[a], ch[b])
-        kind = self.kind[s]
-        on = (kind != 2) & (self.el1[s] == lo.unsqueeze(-1)) & (self.el2[s] == hi.unsqueeze(-1))
+        kind, el1, el2 = (x.index_select(1, cols)[s] for x in (self.kind, self.el1, self.el2))
+        on = (kind != 2) & (el1 == lo.unsqueeze(-1)) & (el2 == hi.unsqueeze(-1))
         da, db = d[a], d[b]
         dab = db - da
         r3 = torch.sqrt((dab * dab).sum(-1))  # (T,)
         cos = (da * db).sum(-1) / (r[a] * r[b])
         g4 = kind == 4
         fc3 = cutoff_function(r3, self.cutoff, self.cutoff_kind, self.cutoff_gamma)
-        eta, zeta, lam = (x[s].to(d.dtype) for x in (self.eta, self.rs, self.lam))
-        base = 1.0 + lam * cos.unsqueeze(-1)  # (T, F)
+        eta, zeta, lam = (x.index_select(1, cols)[s].to(d.dtype) for x in (self.eta, self.rs, self.lam))
+        base = 1.0 + lam * cos.unsqueeze(-1)  # (T, F4)
         on = on & (base > 0) & (r3 >= 1e-4).unsqueeze(-1)
         base = torch.where(on, base, torch.ones_like(base))  # masked terms: finite powers, no NaN gradients
         r2sum = (r[a] ** 2 + r[b] ** 2).unsqueeze(-1) + torch.where(g4, (r3 * r3).unsqueeze(-1), 0.0)
         cut = (fc[a] * fc[b]).unsqueeze(-1) * torch.where(g4, fc3.unsqueeze(-1), 1.0)
         term = 2.0 ** (1.0 - zeta) * base**zeta * torch.exp(-eta * r2sum) * cut
-        return out.index_add(0, centre, torch.where(on, term, torch.zeros_like(term)))
-
+        angular = d.new_zeros((n, cols.shape[0])).index_add(0, centre, torch.where(on, term, torch.zeros_like(term)))
+        if not self.split:  # both blocks cover every column, each masked to its own kind
+            return radial + angular
+        return torch.cat([radial, angular], dim=1).index_select(1, self.order)
 
 __all__ = ["GSFTorch", "image_pairs"]

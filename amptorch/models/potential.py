@@ -62,7 +62,12 @@ class AtomisticModel(nn.Module):
 
     e_i = energy_scale * net((features_i - feature_shift[Z_i]) / feature_scale[Z_i]) + energy_refs[Z_i]
     (eV), E_b = sum of e_i over the atoms of structure b. Forces and stress are
-    -dE/dpositions and (1/V) dE/dstrain through :class:`FeatureFunction`.
+    -dE/dpositions and (1/V) dE/dstrain, by one autograd call, through
+    :class:`FeatureFunction` (a batch of stored features and derivative blocks)
+    or through the descriptor's torch twin (a geometry batch, recompute mode:
+    features computed from positions r' = r (I + eps_b) and cells
+    h' = h (I + eps_b), so forces and stress follow from the twin's graph; see
+    :meth:`set_twin`).
 
     Args:
         network: SingleNN or BPNN (anything with ``n_features`` and
@@ -95,6 +100,40 @@ class AtomisticModel(nn.Module):
         )
         self.register_buffer("energy_refs", self._table(energy_refs, (N_Z,), 0.0, dtype, "energy_refs"))
         self.register_buffer("energy_scale", self._table(energy_scale, (), 1.0, dtype, "energy_scale"))
+        object.__setattr__(self, "_twin", None)  # not a submodule: never in the state_dict
+
+    @property
+    def twin(self) -> nn.Module | None:
+        """The torch twin that features a geometry batch (recompute mode), or None."""
+        return getattr(self, "_twin", None)
+
+    def set_twin(self, twin: nn.Module | None) -> AtomisticModel:
+        """Use ``twin`` (``DescriptorEntry.twin(descriptor, elements)``) to compute the features of geometry
+        batches. It is held outside the parameters and buffers, so checkpoints are the same in both modes
+        (a loaded model has no twin until one is set); it follows the model's dtype and device on use."""
+        if twin is not None and int(getattr(twin, "n_features", self.n_features)) != self.n_features:
+            raise InputError(f"twin: {twin.n_features} features per atom; the model expects {self.n_features}")
+        object.__setattr__(self, "_twin", twin)
+        object.__setattr__(self, "_twin_on", None)
+        return self
+
+    def _twin_features(self, batch: Batch, positions: torch.Tensor, strain: torch.Tensor | None) -> torch.Tensor:
+        """(N, F) features of a geometry batch by the twin, from ``positions`` (N, 3) Å and ``strain`` (B, 3, 3)."""
+        twin = self.twin
+        if twin is None:
+            raise InputError(
+                "batch: geometry without features (recompute mode) and the model has no torch twin; "
+                "call model.set_twin(...) with the descriptor's twin (its registry entry's twin)"
+            )
+        on = (positions.dtype, positions.device)
+        if getattr(self, "_twin_on", None) != on:
+            twin.to(device=positions.device, dtype=positions.dtype)
+            object.__setattr__(self, "_twin_on", on)
+        cell = batch.cell
+        if strain is not None:  # r' = r (I + eps_b), h' = h (I + eps_b)
+            positions = positions + torch.einsum("na,nab->nb", positions, strain.index_select(0, batch.image))
+            cell = cell + cell @ strain
+        return twin(batch.numbers, positions, cell, batch.pair_i, batch.pair_j, batch.shifts, batch.image)
 
     @staticmethod
     def _table(value, shape: tuple, default: float, dtype: torch.dtype, name: str) -> torch.Tensor:
@@ -142,8 +181,8 @@ class AtomisticModel(nn.Module):
 
         Args:
             batch: B structures, N atoms (cast here to the parameters' dtype and device).
-            forces: also return "forces" (needs ``batch.dfeat``).
-            stress: also return "stress" (needs ``batch.dfeat_strain``).
+            forces: also return "forces" (needs ``batch.dfeat``, or a geometry batch).
+            stress: also return "stress" (needs ``batch.dfeat_strain``, or a geometry batch).
             latent: also return "latent".
             create_graph: keep the graph of forces/stress for a second
                 backward (force training); default ``self.training``.
@@ -155,7 +194,7 @@ class AtomisticModel(nn.Module):
         """
         if create_graph is None:
             create_graph = self.training
-        if batch.features.shape[1] != self.n_features:
+        if batch.features is not None and batch.features.shape[1] != self.n_features:
             raise InputError(
                 f"batch: {batch.features.shape[1]} features per atom; the model expects {self.n_features}"
             )
@@ -171,10 +210,16 @@ class AtomisticModel(nn.Module):
         with torch.set_grad_enabled(outer_grad or want_grad):
             positions = strain = None
             if forces:
-                positions = torch.zeros((numbers.shape[0], 3), dtype=dtype, device=device, requires_grad=True)
+                if batch.geometry:  # the atoms' positions themselves (a leaf: the batch's tensor is left alone)
+                    positions = batch.positions.detach().requires_grad_(True)
+                else:  # zero displacements: only their gradient matters
+                    positions = torch.zeros((numbers.shape[0], 3), dtype=dtype, device=device, requires_grad=True)
             if stress:
                 strain = torch.zeros((n_struct, 3, 3), dtype=dtype, device=device, requires_grad=True)
-            feats = batch_features(batch, positions, strain)  # (N, F)
+            if batch.geometry:
+                feats = self._twin_features(batch, batch.positions if positions is None else positions, strain)
+            else:
+                feats = batch_features(batch, positions, strain)  # (N, F)
             energies, h = self.atomic_energies(feats, numbers)  # (N,) eV, (N, H)
             energy = energies.new_zeros((n_struct,)).index_add(0, batch.image, energies)  # (B,) eV
             result = {"energy": energy, "energies": energies}

@@ -17,28 +17,32 @@ from amptorch.errors import InputError
 def neighbor_list(atoms, cutoff: float) -> dict[str, np.ndarray]:
     """Every neighbour image of an ase.Atoms within ``cutoff`` Å (vesin): ``pair_i``, ``pair_j`` (P,) and
     integer ``shifts`` (P, 3), periodic self-images included, the centre itself not; sorted by centre."""
-    from amptorch.descriptors.neighbors import neighbor_entries
+    from amptorch.data.geometry import neighbor_images
 
-    positions = np.asarray(atoms.positions, dtype=np.float64)
-    cell = np.asarray(atoms.cell.array, dtype=np.float64)
-    periodic = np.asarray(atoms.pbc, dtype=bool)
-    nl = neighbor_entries(positions, cell, periodic, cutoff)
-    i = np.repeat(np.arange(len(positions)), np.diff(nl.estart))
-    j = np.asarray(nl.ej)
-    offset = np.asarray(nl.ed) - (positions[j] - positions[i])  # shifts @ cell, Å
-    shifts = np.zeros_like(offset)
-    if periodic.any():
-        # solve shifts @ cell = offset on the periodic axes only (open axes have no lattice vector)
-        sol = np.linalg.lstsq(cell[periodic].T, offset.T, rcond=None)[0].T  # (P, n_periodic)
-        shifts[:, periodic] = np.rint(sol)
-    return {"pair_i": i.astype(np.int64), "pair_j": j.astype(np.int64), "shifts": shifts}
+    return neighbor_images(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
 
 
 def displacements(
-    positions: torch.Tensor, cell: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor, shifts: torch.Tensor
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    pair_i: torch.Tensor,
+    pair_j: torch.Tensor,
+    shifts: torch.Tensor,
+    pair_image: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(P, 3) d = positions[j] - positions[i] + shifts @ cell, Å: differentiable in positions and cell."""
-    return positions[pair_j] - positions[pair_i] + shifts.to(positions.dtype) @ cell
+    """(P, 3) d = positions[j] - positions[i] + shifts @ cell, Å: differentiable in positions and cell.
+
+    One structure: ``cell`` (3, 3). A batch: ``cell`` (B, 3, 3) and ``pair_image`` (P,), the structure
+    of each image (atoms stacked, pair indices offset), so each image is shifted by its own cell.
+    """
+    shifts = shifts.to(positions.dtype)
+    if cell.dim() == 2:
+        offset = shifts @ cell
+    else:
+        if pair_image is None:
+            raise InputError("displacements: a batch of cells (B, 3, 3) needs pair_image (P,)")
+        offset = torch.einsum("pk,pkl->pl", shifts, cell.index_select(0, pair_image))
+    return positions[pair_j] - positions[pair_i] + offset
 
 
 def cutoff_function(r: torch.Tensor, cutoff: float, kind: str | None, gamma: float = 2.0) -> torch.Tensor:
@@ -58,13 +62,15 @@ def cutoff_function(r: torch.Tensor, cutoff: float, kind: str | None, gamma: flo
 class Twin(nn.Module):
     """Base of the torch twins: the species table and the call; a twin implements ``features``.
 
-    ``forward(numbers, positions, cell, pair_i, pair_j, shifts)`` -> features (N, F) of one structure:
+    ``forward(numbers, positions, cell, pair_i, pair_j, shifts, image=None)`` -> features (N, F) of one
+    structure, or of a batch of structures stacked (then ``cell`` is (B, 3, 3) and ``image`` (N,) the
+    structure of each atom; pair indices offset by the atoms before their structure):
 
         numbers: (N,) atomic numbers; positions: (N, 3) Å and cell: (3, 3) Å (rows; any value for
         open axes), both may require grad; pair_i, pair_j: (P,) centre and neighbour of every image
         within the cutoff (j may equal i for a periodic self-image; the centre itself excluded;
         sorted by centre, as :func:`neighbor_list` gives them); shifts: (P, 3) integer cell
-        translations of the images.
+        translations of the images; image: (N,) long structure index of each atom (batch only).
     """
 
     what = "the descriptor's"  # for error messages: "... not among <what> elements"
@@ -77,12 +83,15 @@ class Twin(nn.Module):
         self.register_buffer("species", species)
         self.elements = zs
 
-    def forward(self, numbers, positions, cell, pair_i, pair_j, shifts) -> torch.Tensor:
+    def forward(self, numbers, positions, cell, pair_i, pair_j, shifts, image=None) -> torch.Tensor:
         sp = self.species[numbers]  # (N,)
         if bool((sp < 0).any()):
             bad = sorted({int(z) for z in numbers[sp < 0].tolist()})
             raise InputError(f"numbers: element(s) Z={bad} not among {self.what} elements {self.elements}")
-        d = displacements(positions, cell, pair_i, pair_j, shifts)  # (P, 3) Å
+        if cell.dim() == 3 and image is None:
+            raise InputError("image: missing; a batch of cells (B, 3, 3) needs the structure index of each atom")
+        pair_image = None if cell.dim() == 2 else image.index_select(0, pair_i)
+        d = displacements(positions, cell, pair_i, pair_j, shifts, pair_image)  # (P, 3) Å
         return self.features(sp, d, pair_i, pair_j)
 
     def features(self, species: torch.Tensor, d: torch.Tensor, pair_i: torch.Tensor, pair_j: torch.Tensor):

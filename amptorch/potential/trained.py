@@ -117,7 +117,8 @@ class TrainedPotential:
 
     # -- prediction -----------------------------------------------------------
     def evaluate(self, records, forces: bool = True, stress: bool = False, latent: bool = False) -> dict:
-        """Model outputs for a list of FeatureRecords, as float64 numpy arrays (batched)."""
+        """Model outputs for a list of FeatureRecords (or geometry records, on a model with a twin), as float64
+        numpy arrays (batched)."""
         self.model.eval()
         batch = collate(records).to(self.device, self.dtype)
         out = self.model(batch, forces=forces, stress=stress, latent=latent, create_graph=False)

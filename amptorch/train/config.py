@@ -231,6 +231,9 @@ class CutoffParams(_Section):
     _lowercase = field_validator("cutoff_func", mode="before")(_lower)
 
 
+FEATURE_MODES = ("stored", "recompute")  # dataset.features
+
+
 class DatasetSection(_Section):
     section: ClassVar[str] = "dataset"
 
@@ -247,8 +250,20 @@ class DatasetSection(_Section):
     val_split_mode: Literal["cv", "inorder", "random"] = "cv"
     workers: int | None = Field(None, ge=1)  # amptorch: featurization threads
     fps_dir: str = "processed"  # amptorch: fingerprint cache, relative to run_dir
+    # amptorch: "stored" (fingerprints + derivative blocks computed ahead) or "recompute" (geometry only;
+    # the descriptor's torch twin computes the features in each training step)
+    features: str = "stored"
 
-    _lowercase = field_validator("fp_scheme", "val_split_mode", mode="before")(_lower)
+    _lowercase = field_validator("fp_scheme", "val_split_mode", "features", mode="before")(_lower)
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, v: str) -> str:
+        if v not in FEATURE_MODES:
+            near = difflib.get_close_matches(str(v), FEATURE_MODES, n=1, cutoff=0.3)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ValueError(f"unknown mode{hint}; expected one of {list(FEATURE_MODES)}")
+        return v
 
     @field_validator("fp_scheme")
     @classmethod
@@ -397,7 +412,8 @@ def validate_config(config: dict | Config | None) -> Config:
         lines = []
         for e in err.errors():
             loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-")))
-            path = ".".join(map(str, loc))
+            # a key with a line break or other control character is quoted, so the message stays one line
+            path = ".".join(str(x) if str(x).isprintable() else repr(str(x)) for x in loc)
             key = ALIASES.get(str(loc[0]), {}).get(str(loc[-1])) if len(loc) == 2 else None
             cause = (e.get("ctx") or {}).get("error")
             if e["type"] == "extra_forbidden" and key is not None:

@@ -1,4 +1,4 @@
-"""The skorch net: an AtomisticModel trained on Batches of FeatureRecords.
+"""The skorch net: an AtomisticModel trained on Batches of FeatureRecords (or of GeometryRecords: recompute mode).
 
 Loss (per batch, in units of the energy scale s, eV/atom):
     L = mean(((E - E_ref) / n / s)^2) + force_coefficient * mean(((F - F_ref) / s)^2)
@@ -114,8 +114,9 @@ class AtomsNet(NeuralNet):
         return {k: v.detach() for k, v in out.items()}
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        # only the targets need to travel: the inputs (features, dfeat) were moved by the forward pass
-        y_true = replace(y_true, pair_i=None, pair_j=None, dfeat=None, dfeat_strain=None).to(self.device)
+        # only the targets need to travel: the inputs (features, dfeat or geometry) were moved by the forward pass
+        y_true = replace(y_true, pair_i=None, pair_j=None, dfeat=None, dfeat_strain=None, positions=None,
+                         cell=None, shifts=None).to(self.device)  # fmt: skip
         res = residuals(y_pred, y_true)
         acc = self._acc[bool(training)]
         for name, err in res.items():

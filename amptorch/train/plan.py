@@ -37,6 +37,8 @@ class Plan:
             schedules, without the split prefix (e.g. "forces_mae").
         optimizer: a ``torch.optim`` class; ``optimizer_args`` skorch's ``optimizer__*`` keywords.
         descriptor_entry: the registry entry ``dataset.fp_scheme`` selects.
+        recompute: ``dataset.features == "recompute"``: records hold geometry and labels, and the
+            descriptor's torch twin computes the features in each training step (no derivative blocks).
     """
 
     config: Config
@@ -50,6 +52,7 @@ class Plan:
     optimizer: type
     optimizer_args: dict[str, Any]
     descriptor_entry: DescriptorEntry
+    recompute: bool = False
     given: Descriptor | None = None  # the descriptor to train on as it is, when one was given
     _descriptors: dict[tuple[str, ...] | None, Descriptor] = field(default_factory=dict, repr=False)
 
@@ -96,12 +99,38 @@ class Plan:
             optimizer_args={f"optimizer__{k.removeprefix('optimizer__')}": v
                             for k, v in (o.optimizer_args or {}).items()},  # fmt: skip
             descriptor_entry=entry_of(descriptor) if descriptor is not None else by_scheme(ds.fp_scheme),
+            recompute=ds.features == "recompute",
         )
+        if plan.recompute:
+            plan._check_recompute()
         if descriptor is not None:
             plan.given = descriptor
         elif not (ds.lmdb_path and ds.raw_data is None):  # an LMDB brings its own descriptor
             plan._build(ds.elements)  # bad fp_params fail now, before any data is read
         return plan
+
+    def _check_recompute(self) -> None:
+        """Recompute mode needs geometry (not an LMDB of fingerprints) and a descriptor with a torch twin."""
+        ds = self.config.dataset
+        if ds.lmdb_path and ds.raw_data is None:
+            raise InputError(
+                "'recompute' with dataset.lmdb_path: an LMDB store holds fingerprints and derivative blocks, "
+                "not geometry; expected 'stored' with an LMDB, or raw_data (a list of ase.Atoms or a file) "
+                "for 'recompute'",
+                "config dataset.features",
+            )
+        if self.descriptor_entry.twin is None:
+            raise _no_twin(self.descriptor_entry)
+
+    def twin(self, descriptor: Descriptor, elements: list[int]):
+        """The descriptor's torch twin for these atomic numbers (recompute mode); InputError naming the key."""
+        entry = entry_of(descriptor)
+        if entry.twin is None:
+            raise _no_twin(entry)
+        try:
+            return entry.twin(descriptor, list(elements))
+        except InputError as err:
+            raise InputError(f"'recompute': {err}", "config dataset.features") from None
 
     @property
     def np_dtype(self) -> type:
@@ -129,6 +158,14 @@ class Plan:
     def descriptor(self, elements: list[str]) -> Descriptor:
         """The given descriptor, or that of ``dataset.fp_scheme`` / ``fp_params`` for these elements (built once)."""
         return self.given if self.given is not None else self._build(list(elements))
+
+
+def _no_twin(entry: DescriptorEntry) -> InputError:
+    return InputError(
+        f"'recompute': the descriptor {entry.kind} has no torch twin (its registry entry's twin); "
+        "expected 'stored' for it",
+        "config dataset.features",
+    )
 
 
 def given_descriptor(config) -> Descriptor | None:

@@ -25,6 +25,7 @@ from amptorch.data import (
     AtomsDataset,
     EnergyBaseline,
     FeatureScaler,
+    GeometryDataset,
     collate,
     featurize,
     get_lmdb_dataset,
@@ -144,6 +145,11 @@ class AtomsTrainer:
         images = read_structures(source)
         elements = ds.elements or sorted({s for a in images for s in a.get_chemical_symbols()})
         descriptor = plan.descriptor(elements)
+        if plan.recompute:  # geometry and labels only: neighbour lists built per item, features per step
+            for k, atoms in enumerate(images):
+                descriptor.check_elements(atoms.numbers, k)
+            data = GeometryDataset(images, descriptor.cutoff, forces=plan.forces, stress=plan.stress)
+            return data, descriptor, elements
         cache = Path(self.config.cmd.run_dir) / ds.fps_dir if ds.save_fps else None
         records = featurize(
             images, descriptor, derivatives=plan.forces or plan.stress, strain=plan.stress, dtype=plan.np_dtype,
@@ -152,12 +158,26 @@ class AtomsTrainer:
         )  # fmt: skip
         return records, descriptor, elements
 
-    def _build_model(self, train_records, n_features: int, elements: list[str]) -> tuple[AtomisticModel, dict]:
+    def _fit_records(self, train_records, descriptor) -> tuple[list, list]:
+        """(records with features, records with energies) to fit the scaler and the baseline on: the training
+        split itself, or in recompute mode its features computed without derivatives (C++ kernel) and its
+        geometry records (no neighbour lists)."""
+        if not self.plan.recompute:
+            return train_records, train_records
+        geometry = [train_records.source.records[i] for i in train_records.indices]
+        feats = descriptor.compute_many([g.to_atoms() for g in geometry], derivatives=False,
+                                        dtype=self.plan.np_dtype, workers=self.config.dataset.workers,
+                                        progress=False, indices=train_records.indices)  # fmt: skip
+        return feats, geometry
+
+    def _build_model(self, train_records, descriptor, elements: list[str]) -> tuple[AtomisticModel, dict]:
         from ase.data import atomic_numbers
 
         plan = self.plan
-        scaler = FeatureScaler.from_config(self.config.dataset.scaling).fit(train_records)
-        baseline = EnergyBaseline().fit(train_records)
+        with_features, with_energies = self._fit_records(train_records, descriptor)
+        scaler = FeatureScaler.from_config(self.config.dataset.scaling).fit(with_features)
+        baseline = EnergyBaseline().fit(with_energies)
+        n_features = descriptor.length
         options = {"elements": sorted(atomic_numbers[e] for e in elements), **plan.network_options}
         network = build_model(plan.network, n_features, **options)
         model = AtomisticModel(
@@ -215,14 +235,17 @@ class AtomsTrainer:
         if isinstance(records, list):
             train_records = [records[i] for i in train_idx]
             val_records = [records[i] for i in val_idx]
-        else:  # an LMDB: splits read records on access, so data larger than memory trains
+        else:  # an LMDB (or geometry): splits read records on access, so data larger than memory trains
             train_records, val_records = RecordView(records, train_idx), RecordView(records, val_idx)
         meta = {}
         if self.pretrained and self.potential is not None:  # fine-tuning: scalers and baseline are kept
             model, network = self.potential.model, self.potential.network
             meta["fine_tuned_from"] = self._pretrained_from
         else:
-            model, network = self._build_model(train_records, descriptor.length, elements)
+            model, network = self._build_model(train_records, descriptor, elements)
+        # recompute mode: the twin features geometry batches (held outside the weights; the checkpoint is the
+        # same as in stored mode and the calculator keeps its own path)
+        model.set_twin(self.plan.twin(descriptor, model.elements) if self.plan.recompute else None)
         self.run_dir = self._new_run_dir()
         self.potential = TrainedPotential(descriptor, model, network, meta=meta, config=cfg.to_json())
         if self.run_dir is not None:
@@ -254,8 +277,18 @@ class AtomsTrainer:
             stress=plan.stress,
             verbose=int(cfg.cmd.verbose),
             callbacks__print_log__keys_ignored=["event_cp", "batches"],
+            **self._loader_workers(),
             **plan.optimizer_args,
         )
+
+    def _loader_workers(self) -> dict:
+        """Recompute mode with ``dataset.workers`` > 1: that many DataLoader worker processes build the
+        neighbour lists (kept between epochs); otherwise the main process loads batches."""
+        workers = self.config.dataset.workers
+        if not (self.plan.recompute and workers and workers > 1):
+            return {}
+        return {f"iterator_{split}__{k}": v for split in ("train", "valid")
+                for k, v in (("num_workers", workers), ("persistent_workers", True))}  # fmt: skip
 
     def train(self, raw_data=None) -> AtomsTrainer:
         """Featurize, fit scalers and the energy baseline on the training split, and train (see :meth:`load`).

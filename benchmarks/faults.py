@@ -1,0 +1,224 @@
+"""Fault injection: ``amptorch featurize`` killed with SIGKILL at random points, resumed each time.
+
+    python benchmarks/faults.py [--kills 20] [--structures 96] [--batch-size 2] [--seed 0] [--train-kills 5]
+
+Writes EMT-labelled Cu cells to an extxyz file, runs ``amptorch featurize`` once uninterrupted (the
+reference store), then starts it again and again on another store, each time killing it (``kill -9``)
+after a random delay (from 0.8 of the start-up time to the end of the writing left), until ``--kills`` kills. After
+every kill the store is checked: its metadata counts exactly the records present, and every record
+present equals the reference's, array by array. A run that finishes before its kill (or is killed after
+its last commit) is checked whole and the store is deleted (the next run starts again from nothing).
+After the last kill the store is resumed to the end and compared with the reference record by record.
+Prints the figures (kills, kills that landed while records were being written, resumes, records compared,
+time). Then ``amptorch train`` is killed ``--train-kills`` times at random points: every run folder
+that holds weights must load and predict finite energies and forces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+PARAMS = "MCSHs:\n  orders: [0, 1, 2, 3]\n  sigmas: [0.2, 0.69, 1.1, 1.66, 2.66]\n"
+
+
+def _command(data: Path, out: Path, params: Path, batch_size: int) -> list[str]:
+    return [sys.executable, "-m", "amptorch.cli", "featurize", str(data), "--out", str(out), "--params",
+            str(params), "--batch-size", str(batch_size), "--workers", "1", "-q"]  # fmt: skip
+
+
+def _records(path: Path) -> tuple[dict, dict[int, dict[str, np.ndarray]]]:
+    """The metadata and the records present (index -> arrays) of a store, read without keeping it open."""
+    import lmdb
+
+    from amptorch.data.lmdb import METADATA_KEY, check_lmdb_file, decode_record, read_metadata
+
+    check_lmdb_file(path)
+    meta = read_metadata(path)
+    from amptorch.data.lmdb import _drop_reader
+
+    _drop_reader(str(path))
+    env = lmdb.open(str(path), subdir=False, readonly=True, lock=False)
+    try:
+        with env.begin() as txn:
+            out = {int(bytes(k)): decode_record(v, key=bytes(k).decode(), checksum=True).to_arrays()
+                   for k, v in txn.cursor() if bytes(k) != METADATA_KEY}  # fmt: skip
+    finally:
+        env.close()
+    return meta, out
+
+
+def _compare(records: dict, reference: dict, where: str) -> int:
+    """Number of records compared; AssertionError naming the first difference."""
+    for k, arrays in records.items():
+        ref = reference[k]
+        assert arrays.keys() == ref.keys(), f"{where}: record {k} fields {sorted(arrays)} != {sorted(ref)}"
+        for name, a in arrays.items():
+            assert a.dtype == ref[name].dtype and np.array_equal(a, ref[name]), f"{where}: record {k} field {name}"
+    return len(records)
+
+
+def run(kills: int = 20, structures: int = 96, batch_size: int = 2, seed: int = 0, folder: str | None = None,
+        verbose: bool = True) -> dict:  # fmt: skip
+    """Run the kill / resume cycle; returns the figures (raises AssertionError on any difference)."""
+    import ase.io
+
+    from amptorch.testing import make_cu_emt
+
+    say = print if verbose else (lambda *a, **k: None)
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        tmp = Path(tmp)
+        data, params = tmp / "data.extxyz", tmp / "params.yaml"
+        ase.io.write(data, make_cu_emt(structures, seed=seed, a=3.61, big_every=0, vacancy_every=0))
+        params.write_text(PARAMS)
+        t0 = time.perf_counter()
+        ref_path = tmp / "reference.lmdb"
+        subprocess.run(_command(data, ref_path, params, batch_size), check=True, capture_output=True)
+        t_ref = time.perf_counter() - t0
+        ref_meta, reference = _records(ref_path)
+        assert ref_meta["count"] == structures == len(reference)
+        say(f"reference: {structures} structures ({ref_meta['n_features']} features, derivatives) "
+            f"in {t_ref:.2f} s, batches of {batch_size}")  # fmt: skip
+
+        t0 = time.perf_counter()  # a run onto the finished store: start-up (imports, reading, checks) only
+        subprocess.run(_command(data, ref_path, params, batch_size), check=True, capture_output=True)
+        t_startup = time.perf_counter() - t0
+        say(f"start-up (a run with nothing to write): {t_startup:.2f} s")
+
+        rng = np.random.default_rng(seed)
+        out = tmp / "killed.lmdb"
+        n_kills = mid_write = resumes = finished = compared = 0
+        while n_kills < kills:
+            before = _records(out)[0]["count"] if out.exists() and out.stat().st_size else None
+            resumes += before is not None
+            proc = subprocess.Popen(_command(data, out, params, batch_size), stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE)  # fmt: skip
+            # anywhere from late in start-up to the end of the writing still to do
+            left = (structures - (before or 0)) / structures * max(t_ref - t_startup, 0.1)
+            delay = float(rng.uniform(0.8 * t_startup, t_startup + left))
+            try:
+                _, err = proc.communicate(timeout=delay)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.communicate()
+                n_kills += 1
+                if out.exists() and out.stat().st_size:
+                    meta, recs = _records(out)
+                    assert meta["count"] == len(recs), f"kill {n_kills}: count {meta['count']}, records {len(recs)}"
+                    assert meta["inputs_sha256"] == ref_meta["inputs_sha256"]
+                    assert sorted(recs) == list(range(len(recs))), f"kill {n_kills}: records {sorted(recs)}"
+                    compared += _compare(recs, reference, f"kill {n_kills}")
+                    mid_write += meta["count"] > (before or 0)
+                    say(f"kill {n_kills:2d} after {delay:5.2f} s: {meta['count']:3d} of {structures} records")
+                    if meta["count"] == structures:  # killed after its last commit: whole, start again
+                        finished += 1
+                        out.unlink()
+                else:
+                    say(f"kill {n_kills:2d} after {delay:5.2f} s: no store yet")
+                continue
+            assert proc.returncode == 0, f"featurize exited {proc.returncode}: {err.decode()[-500:]}"
+            meta, recs = _records(out)
+            assert meta["count"] == structures == len(recs)
+            compared += _compare(recs, reference, "finished run")
+            finished += 1
+            say(f"finished before its kill ({delay:5.2f} s): whole store compared, starting again")
+            out.unlink()
+        resumes += out.exists() and out.stat().st_size > 0
+        subprocess.run(_command(data, out, params, batch_size), check=True, capture_output=True)
+        meta, recs = _records(out)
+        assert meta["count"] == structures == len(recs) and sorted(recs) == list(range(structures))
+        assert {k: v for k, v in meta.items()} == ref_meta, "metadata differs from the reference"
+        compared += _compare(recs, reference, "final store")
+        leftovers = sorted(p.name for p in tmp.iterdir() if p.name.endswith("-lock"))
+        assert not leftovers, leftovers
+    figures = {"kills": n_kills, "kills_while_writing": mid_write, "resumes": resumes, "finished_runs": finished,
+               "records_compared": compared, "reference_s": round(t_ref, 2),
+               "total_s": round(time.perf_counter() - t_start, 1)}  # fmt: skip
+    say(f"{n_kills} kills ({mid_write} while records were being written), {resumes} resumes, {finished} runs "
+        f"finished before their kill, {compared} records compared with the reference (all equal), "
+        f"final store equal record by record; {figures['total_s']} s")  # fmt: skip
+    return figures
+
+
+TRAIN_CONFIG = """\
+model: {{name: singlenn, num_layers: 1, num_nodes: 8}}
+optim: {{force_coefficient: 0.04, lr: 0.01, batch_size: 4, epochs: {epochs}}}
+dataset: {{raw_data: {data}, fp_params: {{MCSHs: {{orders: [0, 1], sigmas: [0.5, 1.0]}}, cutoff: 5.0,
+  smooth_cutoff: cosine}}, save_fps: false}}
+cmd: {{run_dir: {runs}, identifier: kill{k}, seed: 1, verbose: false}}
+"""
+
+
+def run_training(kills: int = 5, structures: int = 16, epochs: int = 400, seed: int = 0, folder: str | None = None,
+                 verbose: bool = True) -> dict:  # fmt: skip
+    """``amptorch train`` killed with SIGKILL after a random delay, ``kills`` times: every run folder that
+    holds weights loads (``TrainedPotential.load``) and predicts finite energies and forces."""
+    import ase.io
+
+    from amptorch.potential import TrainedPotential
+    from amptorch.testing import make_cu_emt
+
+    say = print if verbose else (lambda *a, **k: None)
+    t_start = time.perf_counter()
+    loaded = empty = 0
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        tmp = Path(tmp)
+        data = tmp / "train.extxyz"
+        images = make_cu_emt(structures, seed=seed, a=3.61, big_every=0, vacancy_every=0)
+        ase.io.write(data, images)
+        rng = np.random.default_rng(seed)
+        for k in range(kills):
+            cfg = tmp / f"config{k}.yaml"
+            cfg.write_text(TRAIN_CONFIG.format(epochs=epochs, data=data, runs=tmp / "runs", k=k))
+            proc = subprocess.Popen([sys.executable, "-m", "amptorch.cli", "train", str(cfg), "-q"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+            delay = float(rng.uniform(2.0, 12.0))
+            try:
+                _, err = proc.communicate(timeout=delay)
+                raise AssertionError(f"training finished before its kill ({delay:.1f} s): raise epochs")
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.communicate()
+            runs = sorted((tmp / "runs" / "checkpoints").glob(f"*kill{k}*"))
+            if not runs or not (runs[-1] / "model.pt").exists():
+                empty += 1
+                say(f"train kill {k + 1} after {delay:5.2f} s: no weights saved yet")
+                continue
+            pot = TrainedPotential.load(runs[-1])
+            pred = pot.predict(images[:2])
+            assert all(np.isfinite(e) for e in pred["energy"]), pred["energy"]
+            assert all(np.isfinite(f).all() for f in pred["forces"])
+            loaded += 1
+            say(f"train kill {k + 1} after {delay:5.2f} s: best checkpoint loads and predicts")
+    figures = {"train_kills": kills, "checkpoints_loaded": loaded, "killed_before_any_weights": empty,
+               "train_total_s": round(time.perf_counter() - t_start, 1)}  # fmt: skip
+    say(f"training: {kills} kills, {loaded} best checkpoints loaded and predicted finite energies and forces, "
+        f"{empty} killed before any weights were saved; {figures['train_total_s']} s")  # fmt: skip
+    return figures
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kills", type=int, default=20)
+    p.add_argument("--structures", type=int, default=96)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-kills", type=int, default=5, help="kills of `amptorch train` (0: none)")
+    a = p.parse_args()
+    run(a.kills, a.structures, a.batch_size, a.seed)
+    if a.train_kills:
+        run_training(a.train_kills, seed=a.seed)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
