@@ -25,13 +25,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import tracemalloc
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from structures import benchmark_structures  # noqa: E402
+from structures import benchmark_structures, best  # noqa: E402
 
 from amptorch.descriptors import GMP, GaussianSF  # noqa: E402
 from amptorch.descriptors.neighbors import neighbor_entries  # noqa: E402
@@ -55,15 +54,6 @@ ORIGINAL = {
     ("GSF", "cu864"): (1.12, 1.75),
 }
 STRUCTS = ["cu108", "hea128", "cu864", "pt_co_slab"]
-
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def dscribe_acsf(atoms):

@@ -1,6 +1,8 @@
-"""Deterministic benchmark structures shared by all reference/peer measurements.
+"""Deterministic benchmark structures shared by all reference/peer measurements, and the timer they use.
 Usage: from structures import benchmark_structures; d = benchmark_structures()  -> dict name -> ase.Atoms
 """
+
+import time
 
 import numpy as np
 from ase.build import add_adsorbate, bulk, fcc111, molecule
@@ -39,3 +41,13 @@ def benchmark_structures():
 if __name__ == "__main__":
     for k, a in benchmark_structures().items():
         print(k, len(a), a.get_chemical_formula(), a.pbc)
+
+
+def best(fn, repeat: int) -> float:
+    """The least wall-clock seconds of ``repeat`` calls of ``fn`` (least disturbed by other load)."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
+import sys
 
 import numpy as np
 import torch
@@ -26,14 +26,8 @@ from amptorch.models.gmp_torch import GMPTorch
 from amptorch.models.gsf_torch import GSFTorch
 from amptorch.models.twin_terms import neighbor_list
 
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from structures import best  # noqa: E402
 
 
 def descriptors() -> dict:
