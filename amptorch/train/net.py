@@ -5,6 +5,13 @@ Loss (per batch, in units of the energy scale s, eV/atom):
         + stress_coefficient * mean(((sigma - sigma_ref) / s)^2)      (squares -> |.| for "mae")
 Metrics (energy MAE per atom, force MAE, and RMSEs) are accumulated from the
 same forward passes that produce the loss, so scoring costs nothing extra.
+
+Those running ``train_*`` metrics average over an epoch's batches while the
+weights move, with dropout and batch-norm in training mode: they describe no
+single set of weights. A run without a validation split therefore also scores
+the epoch's final weights on the training set in evaluation mode
+(``train_eval_*``, one forward pass; ``train_eval``) and picks its best epoch
+by that, so the kept model is the one that was scored.
 """
 
 from __future__ import annotations
@@ -91,12 +98,17 @@ class AtomsNet(NeuralNet):
 
     Extra args:
         forces / stress: predict (and fit) forces / stress.
+        train_eval: "energy" or "forces": at each epoch's end, score the final weights on the
+            training set in evaluation mode for that quantity (``train_eval_<q>_mae`` / ``_rmse``
+            and their ``_best`` flags); None (with a validation split) does not.
     """
 
-    def __init__(self, module, *args, forces: bool = True, stress: bool = False, **kwargs):
+    def __init__(self, module, *args, forces: bool = True, stress: bool = False, train_eval: str | None = None,
+                 **kwargs):  # fmt: skip
         super().__init__(module, *args, **kwargs)
         self.forces = forces
         self.stress = stress
+        self.train_eval = train_eval
         self._acc = {True: _Accumulator(), False: _Accumulator()}
         self._first_loss: float | None = None
 
@@ -154,10 +166,32 @@ class AtomsNet(NeuralNet):
         super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
         self._acc = {True: _Accumulator(), False: _Accumulator()}
 
+    def _score_train_set(self, dataset) -> _Accumulator:
+        """Errors of the current weights on ``dataset`` in evaluation mode (``train_eval``'s quantity only:
+        an energy score needs no force pass)."""
+        acc = _Accumulator()
+        forces = self.train_eval == "forces" and self.forces
+        for batch in self.get_iterator(dataset, training=False):
+            Xi, _ = unpack_data(batch)
+            self._set_training(False)
+            with torch.enable_grad() if forces else torch.no_grad():
+                out = self.module_(Xi, forces=forces, stress=False, create_graph=False)
+            out = {k: v.detach() for k, v in out.items()}
+            y = replace(Xi, pair_i=None, pair_j=None, dfeat=None, dfeat_strain=None, positions=None, cell=None,
+                        shifts=None).to(self.device)  # fmt: skip
+            res = residuals(out, y)
+            acc.add("energy", res["energy"])
+            if forces and "forces" in res:
+                acc.add("forces", res["forces"])
+        return acc
+
     def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)
-        for training, prefix in ((True, "train"), (False, "valid")):
-            for name, (mae, rmse) in self._acc[training].results().items():
+        sources = [("train", self._acc[True]), ("valid", self._acc[False])]
+        if self.train_eval and dataset_train is not None:
+            sources.append(("train_eval", self._score_train_set(dataset_train)))
+        for prefix, acc in sources:
+            for name, (mae, rmse) in acc.results().items():
                 for metric, value in (("mae", mae), ("rmse", rmse)):
                     key = f"{prefix}_{name}_{metric}"
                     previous = [row[key] for row in self.history[:-1] if key in row]

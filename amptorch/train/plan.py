@@ -137,8 +137,17 @@ class Plan:
         return numpy_dtype(self.dtype)
 
     def monitor(self, has_validation: bool) -> str:
-        """The history key that decides the best epoch (``valid_forces_mae``, ``train_energy_rmse``, ...)."""
-        return f"{'valid' if has_validation else 'train'}_{self.monitor_metric}"
+        """The history key that decides the best epoch, early stopping and plateau schedules.
+
+        With a validation split, its metric (``valid_forces_mae``, ...). Without one, the end-of-epoch
+        weights scored on the training set (``train_eval_energy_mae``, ...: see :meth:`train_eval`),
+        not the running training metric, which no single set of weights had.
+        """
+        return f"valid_{self.monitor_metric}" if has_validation else f"train_eval_{self.monitor_metric}"
+
+    def train_eval(self, has_validation: bool) -> str | None:
+        """What ``AtomsNet`` scores on the training set after each epoch ("energy" or "forces"), or None."""
+        return None if has_validation else self.monitor_metric.split("_")[0]
 
     def _build(self, elements: list[str] | None) -> Descriptor | None:
         key = None if elements is None or not self.descriptor_entry.needs_elements else tuple(elements)

@@ -275,6 +275,7 @@ class AtomsTrainer:
             device=plan.device,
             forces=plan.forces,
             stress=plan.stress,
+            train_eval=plan.train_eval(len(val_records) > 0),
             verbose=int(cfg.cmd.verbose),
             callbacks__print_log__keys_ignored=["event_cp", "batches"],
             **self._loader_workers(),
