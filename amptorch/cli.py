@@ -207,7 +207,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         with _removed_on_failure(Path(config.cmd.run_dir)):
-            trainer = AtomsTrainer(config).train()
+            trainer = AtomsTrainer(config).train(resume=args.resume)
     except OSError as err:  # a full disk, a read-only run_dir, ...: one line naming the file
         where = f" {err.filename}" if err.filename else f" under {config.cmd.run_dir}"
         raise InputError(
@@ -615,9 +615,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train from a YAML config with the Python config dict's keys (model / optim / dataset / "
         "cmd; see docs/user_guide.md).\nThe config is validated before any work. Relative paths are relative "
         "to the current directory.\n\nexample:\n  amptorch train config.yaml optim.lr=1e-3 "
-        "dataset.raw_data=data.extxyz cmd.run_dir=runs",
+        "dataset.raw_data=data.extxyz cmd.run_dir=runs\n\nA killed run resumes from its last finished epoch "
+        "with the same config and overrides (optim.epochs may be raised) and --resume RUN_DIR after them:\n"
+        "  amptorch train config.yaml optim.epochs=200 --resume runs/checkpoints/2026-01-01-12-00-00",
     )
     t.add_argument("config", help="YAML file")
+    t.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="go on with a killed run in RUN_DIR (its resume.pt) from its last finished epoch; the config must "
+        "equal the run's config.json except optim.epochs, which may be raised",
+    )
     t.add_argument(
         "overrides",
         nargs="*",

@@ -1,6 +1,7 @@
 """Fault injection: ``amptorch featurize`` killed with SIGKILL at random points, resumed each time.
 
     python benchmarks/faults.py [--kills 20] [--structures 96] [--batch-size 2] [--seed 0] [--train-kills 5]
+                                [--resume-kills 20] [--only-resume]
 
 Writes EMT-labelled Cu cells to an extxyz file, runs ``amptorch featurize`` once uninterrupted (the
 reference store), then starts it again and again on another store, each time killing it (``kill -9``)
@@ -11,12 +12,15 @@ its last commit) is checked whole and the store is deleted (the next run starts 
 After the last kill the store is resumed to the end and compared with the reference record by record.
 Prints the figures (kills, kills that landed while records were being written, resumes, records compared,
 time). Then ``amptorch train`` is killed ``--train-kills`` times at random points: every run folder
-that holds weights must load and predict finite energies and forces.
+that holds weights must load and predict finite energies and forces. Last, one training run is killed
+``--resume-kills`` times at random points and resumed (``--resume``) after each kill: the final ``model.pt``,
+``meta.json`` metrics and ``metrics.csv`` must equal an uninterrupted run's (``--only-resume``: that part alone).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -206,6 +210,127 @@ def run_training(kills: int = 5, structures: int = 16, epochs: int = 400, seed: 
     return figures
 
 
+def _run_folder(runs: Path, identifier: str) -> Path | None:
+    found = sorted((runs / "checkpoints").glob(f"*-{identifier}*")) if (runs / "checkpoints").is_dir() else []
+    return found[-1] if found else None
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as fh:
+        return [{k: v for k, v in row.items() if k != "dur"} for row in csv.DictReader(fh)]
+
+
+def run_training_resume(kills: int = 20, structures: int = 16, epochs: int = 1000, seed: int = 0,
+                        folder: str | None = None, verbose: bool = True) -> dict:  # fmt: skip
+    """``amptorch train`` killed with SIGKILL at random points ``kills`` times and resumed each time
+    (``--resume RUN_DIR``; a run killed before its first epoch ended is started again), then the last resume
+    runs to the end: its ``model.pt``, ``meta.json`` metrics and ``metrics.csv`` must equal an uninterrupted
+    run's. Returns the figures (kills, resumes, restarts, max weight difference, time)."""
+    import ase.io
+    import torch
+
+    from amptorch.potential import TrainedPotential
+    from amptorch.testing import make_cu_emt
+
+    say = print if verbose else (lambda *a, **k: None)
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        tmp = Path(tmp)
+        data, runs = tmp / "train.extxyz", tmp / "runs"
+        ase.io.write(data, make_cu_emt(structures, seed=seed, a=3.61, big_every=0, vacancy_every=0))
+
+        def start(name: str, resume: Path | None = None) -> subprocess.Popen:
+            cfg = tmp / f"{name}.yaml"
+            cfg.write_text(TRAIN_CONFIG.format(epochs=epochs, data=data, runs=runs, k=0).replace("kill0", name))
+            extra = ["--resume", str(resume)] if resume is not None else []
+            return subprocess.Popen([sys.executable, "-m", "amptorch.cli", "train", str(cfg), "-q", *extra],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+
+        # the uninterrupted reference: its time to the first epoch's end and in all set the kill delays
+        t0 = time.perf_counter()
+        proc, first = start("reference"), None
+        while proc.poll() is None:
+            folder_ = _run_folder(runs, "reference")
+            if first is None and folder_ is not None and (folder_ / "metrics.csv").exists():
+                first = time.perf_counter() - t0
+            time.sleep(0.02)
+        assert proc.returncode == 0, proc.stderr.read().decode()
+        total = time.perf_counter() - t0
+        first = first if first is not None else total
+        reference = _run_folder(runs, "reference")
+        say(f"reference: {epochs} epochs in {total:.1f} s (first epoch ended at {first:.1f} s)")
+
+        rng = np.random.default_rng(seed)
+        n_kills = resumes = restarts = finished = progressed = last_done = 0
+        run_dir: Path | None = None
+        while True:
+            proc = start("killed", run_dir)
+            resumes += run_dir is not None
+            delay = float(first + rng.uniform(-0.3 * first, 1.5 * (total - first) / max(kills, 1)))
+            try:
+                _, err = proc.communicate(timeout=delay if n_kills < kills else None)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.communicate()
+                n_kills += 1
+                run_dir = run_dir or _run_folder(runs, "killed")
+                state = None if run_dir is None else run_dir / "resume.pt"
+                meta = None if run_dir is None else run_dir / "meta.json"
+                if meta is not None and meta.exists() and "metrics" in json.loads(meta.read_text()):
+                    finished += 1  # killed after its end was written (resume.pt deleted): a finished run
+                    say(f"kill {n_kills:2d} after {delay:5.2f} s: after the run had finished")
+                    break
+                if state is not None and state.exists():
+                    done = torch.load(state, weights_only=True)["epoch"]
+                    progressed += done > last_done  # the killed process had finished epochs of its own
+                    last_done = done
+                    say(f"kill {n_kills:2d} after {delay:5.2f} s: {done:3d} of {epochs} epochs done, resuming")
+                else:  # killed before its first epoch ended: nothing to resume, start again
+                    if run_dir is not None:
+                        import shutil
+
+                        shutil.rmtree(run_dir)
+                    run_dir = None
+                    restarts += 1
+                    say(f"kill {n_kills:2d} after {delay:5.2f} s: before the first epoch ended, starting again")
+                continue
+            assert proc.returncode == 0, err.decode()
+            finished += 1
+            run_dir = run_dir or _run_folder(runs, "killed")
+            break
+        assert not (run_dir / "resume.pt").exists(), "a finished run keeps no resume state"
+        ref_pot, pot = TrainedPotential.load(reference), TrainedPotential.load(run_dir)
+        pairs = zip(ref_pot.model.state_dict().values(), pot.model.state_dict().values(), strict=True)
+        diffs = [float((a - b).abs().max()) for a, b in pairs]
+        max_diff = max(diffs)
+        assert max_diff <= 1e-12, f"final weights differ by {max_diff:.3g}"
+        ref_m, m = ref_pot.meta["metrics"], pot.meta["metrics"]
+        assert ref_m["best_epoch"] == m["best_epoch"], (ref_m["best_epoch"], m["best_epoch"])
+        metric_diff = max(abs(ref_m[s][k] - m[s][k]) / max(abs(ref_m[s][k]), 1e-300)
+                          for s in ("train", "valid") if s in ref_m for k in ref_m[s]
+                          if isinstance(ref_m[s][k], float))  # fmt: skip
+        assert metric_diff <= 1e-10, f"meta.json metrics differ (relative {metric_diff:.3g})"
+        ref_rows, rows = _csv_rows(reference / "metrics.csv"), _csv_rows(run_dir / "metrics.csv")
+        assert len(rows) == len(ref_rows) == epochs, (len(rows), len(ref_rows))
+        for a, b in zip(ref_rows, rows, strict=True):
+            for key, value in a.items():
+                same = b[key] == value or abs(float(b[key]) - float(value)) <= 1e-10 * max(abs(float(value)), 1e-300)
+                assert same, f"metrics.csv epoch {a['epoch']} {key}: {b[key]} != {value}"
+    figures = {"train_kills": n_kills, "kills_after_new_epochs": progressed, "restarts": restarts,
+               "train_resumes": resumes, "finished": finished, "best_epoch": m["best_epoch"],
+               "max_weight_diff": max_diff,
+               "max_metric_rel_diff": metric_diff, "reference_s": round(total, 1),
+               "resume_total_s": round(time.perf_counter() - t_start, 1)}  # fmt: skip
+    say(f"training resume: {n_kills} kills ({progressed} after the killed process had finished epochs of its own, "
+        f"{restarts} before any epoch of a fresh run had ended: started again), {resumes} resumes; final model.pt "
+        f"max weight difference {max_diff:.3g}, meta.json metrics relative difference {metric_diff:.3g}, "
+        f"best epoch {m['best_epoch']} in both, metrics.csv equal; "
+        f"reference {total:.1f} s, {figures['resume_total_s']} s in all")  # fmt: skip
+    return figures
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kills", type=int, default=20)
@@ -213,10 +338,15 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-kills", type=int, default=5, help="kills of `amptorch train` (0: none)")
+    p.add_argument("--resume-kills", type=int, default=20, help="kills of `amptorch train`, each resumed (0: none)")
+    p.add_argument("--only-resume", action="store_true", help="only the training kill / resume cycle")
     a = p.parse_args()
-    run(a.kills, a.structures, a.batch_size, a.seed)
-    if a.train_kills:
-        run_training(a.train_kills, seed=a.seed)
+    if not a.only_resume:
+        run(a.kills, a.structures, a.batch_size, a.seed)
+        if a.train_kills:
+            run_training(a.train_kills, seed=a.seed)
+    if a.resume_kills:
+        run_training_resume(a.resume_kills, seed=a.seed)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""skorch callbacks of the trainer: best-model checkpoint and CSV metrics log.
+"""skorch callbacks of the trainer: best-model checkpoint, CSV metrics log and the per-epoch resume state.
 
 Early stopping, LR schedules, gradient clipping, TensorBoard and the epoch
 table are skorch's own callbacks (wired in ``trainer.py``).
@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
 from skorch.callbacks import Callback
+
+from amptorch.files import atomic_write
+
+RESUME_FILE = "resume.pt"
+RESUME_FORMAT = 1
 
 
 class BestWeights(Callback):
@@ -60,3 +68,108 @@ class CSVLog(Callback):
                 csv.writer(fh).writerow(self.keys)
         with open(self.path, "a", newline="") as fh:
             csv.writer(fh).writerow([row.get(k, "") for k in self.keys])
+
+
+def rng_state() -> dict:
+    """torch (CPU and, when initialized, CUDA), numpy and python ``random`` states as tensors, numbers and lists
+    (``torch.load(weights_only=True)`` reads them back)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    out = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
+    }  # fmt: skip
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def set_rng_state(state: dict) -> None:
+    """The inverse of :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _plain(value):
+    """A history value JSON cannot write (numpy or torch scalars, arrays) as a number, a list or its text."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+class ResumeState(Callback):
+    """After every epoch, write ``path`` (``resume.pt``) atomically: everything a killed run needs to go on
+    from the next epoch exactly as if it had not stopped. The last callback of the net (after BestWeights,
+    CSVLog, schedules and early stopping, whose state it holds).
+
+    Contents (tensors, numbers, strings, lists and dicts only: ``torch.load(weights_only=True)``):
+    ``format``, ``epoch`` (epochs done), ``model`` (this epoch's weights), ``optimizer``, ``lr_scheduler``
+    (or None), ``best`` (BestWeights' ``state`` and ``epoch``), ``early_stopping`` (``misses``,
+    ``threshold``) or None, ``scores`` (skorch scorers' best scores), ``csv_keys``, ``first_loss``,
+    ``history`` (the skorch history as JSON, per-batch rows left out) and ``rng`` (:func:`rng_state`).
+
+    ``restore(net, state)`` on an initialized net, before ``partial_fit``, loads the weights and the optimizer
+    (skorch's LRScheduler needs the optimizer's ``initial_lr`` when it makes the scheduler) and puts the rest
+    back at ``on_train_begin``, after the other callbacks have reset themselves there."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._pending: dict | None = None
+
+    def restore(self, net, state: dict) -> None:
+        net.module_.load_state_dict(state["model"])
+        net.optimizer_.load_state_dict(state["optimizer"])
+        self._pending = state
+
+    def on_train_begin(self, net, **kwargs):
+        state, self._pending = self._pending, None
+        if state is None:
+            return
+        cbs = dict(net.callbacks_)
+        if state["lr_scheduler"] is not None and "lr" in cbs:
+            cbs["lr"].lr_scheduler_.load_state_dict(state["lr_scheduler"])
+        net.optimizer_.load_state_dict(state["optimizer"])  # the learning rates, before the scheduler was made
+        best = cbs["best"]
+        best.best_state, best.best_epoch = state["best"]["state"], state["best"]["epoch"]
+        if state["early_stopping"] is not None and "early" in cbs:
+            cbs["early"].misses_ = state["early_stopping"]["misses"]
+            cbs["early"].dynamic_threshold_ = state["early_stopping"]["threshold"]
+        for name, score in state["scores"].items():
+            if name in cbs:
+                cbs[name].best_score_ = score
+        if "csv" in cbs:
+            cbs["csv"].keys = state["csv_keys"]
+        net._first_loss = state["first_loss"]
+        set_rng_state(state["rng"])
+
+    def on_epoch_end(self, net, **kwargs):
+        cbs = dict(net.callbacks_)
+        best = cbs["best"]
+        early = cbs.get("early")
+        history = [{k: v for k, v in row.items() if k != "batches"} for row in net.history]
+        state = {
+            "format": RESUME_FORMAT,
+            "epoch": len(net.history),
+            "model": net.module_.state_dict(),
+            "optimizer": net.optimizer_.state_dict(),
+            "lr_scheduler": cbs["lr"].lr_scheduler_.state_dict() if "lr" in cbs else None,
+            "best": {"state": best.best_state, "epoch": best.best_epoch},
+            "early_stopping": None if early is None else {"misses": int(early.misses_),
+                                                          "threshold": float(early.dynamic_threshold_)},
+            "scores": {name: float(cb.best_score_) for name, cb in cbs.items() if hasattr(cb, "best_score_")},
+            "csv_keys": cbs["csv"].keys if "csv" in cbs else None,
+            "first_loss": net._first_loss,
+            "history": json.dumps(history, default=_plain),
+            "rng": rng_state(),
+        }  # fmt: skip
+        atomic_write(self.path, lambda fh: torch.save(state, fh))

@@ -13,6 +13,7 @@ directories are written.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import random
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from skorch.callbacks import EarlyStopping, GradientNormClipping, LRScheduler
 from skorch.helper import predefined_split
+from skorch.history import History
 
 from amptorch.data import (
     AtomsDataset,
@@ -34,11 +36,11 @@ from amptorch.data import (
 )
 from amptorch.data.dataset import RecordView
 from amptorch.errors import InputError
-from amptorch.files import write_json
+from amptorch.files import atomic_write, write_json
 from amptorch.models import AtomisticModel, build_model
 from amptorch.potential import TrainedPotential, errors
 from amptorch.potential.plots import parity_plot
-from amptorch.train.callbacks import BestWeights, CSVLog
+from amptorch.train.callbacks import RESUME_FILE, RESUME_FORMAT, BestWeights, CSVLog, ResumeState
 from amptorch.train.config import Config
 from amptorch.train.net import AtomsLoss, AtomsNet, TrainingDiverged
 from amptorch.train.plan import Plan, given_descriptor
@@ -91,6 +93,7 @@ class AtomsTrainer:
         self.net: AtomsNet | None = None
         self.run_dir: Path | None = None
         self.metrics: dict = {}
+        self._resume: tuple[Path, dict] | None = None  # (run dir, resume state) while train(resume=...) runs
 
     @property
     def config(self) -> Config:
@@ -114,6 +117,8 @@ class AtomsTrainer:
         cmd = self.config.cmd
         if cmd.debug:
             return None
+        if self._resume is not None:
+            return self._resume[0]
         stamp = _dt.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
         name = f"{stamp}-{cmd.identifier}" if cmd.identifier else stamp
         path = Path(cmd.run_dir) / "checkpoints" / name
@@ -202,6 +207,8 @@ class AtomsTrainer:
         if cmd.early_stopping:
             cbs.append(("early", EarlyStopping(monitor=monitor, patience=cmd.early_stopping_patience,
                                                lower_is_better=True, load_best=False)))  # fmt: skip
+        if self.run_dir is not None:  # written after every epoch, so the last of the net's own callbacks
+            cbs.append(("resume", ResumeState(self.run_dir / RESUME_FILE)))
         if cmd.logger and self.run_dir is not None:
             from skorch.callbacks import TensorBoard
             from torch.utils.tensorboard import SummaryWriter
@@ -291,21 +298,91 @@ class AtomsTrainer:
         return {f"iterator_{split}__{k}": v for split in ("train", "valid")
                 for k, v in (("num_workers", workers), ("persistent_workers", True))}  # fmt: skip
 
-    def train(self, raw_data=None) -> AtomsTrainer:
+    def _read_resume(self, run_dir) -> tuple[Path, dict]:
+        """(run dir, resume state) of a killed run made with this config (``optim.epochs`` may be raised,
+        ``cmd.verbose`` may differ); InputError otherwise."""
+        run_dir = Path(run_dir)
+        where = "train resume"
+        if self.config.cmd.debug:
+            raise InputError("cmd.debug writes no run directory, so there is nothing to resume", where)
+        if self.pretrained:
+            raise InputError("cannot resume after load_pretrained(); resume the run with its own config", where)
+        try:
+            saved = json.loads((run_dir / "config.json").read_text())
+        except FileNotFoundError:
+            raise InputError(f"{run_dir}: no config.json; expected the run directory of a training run",
+                             where) from None  # fmt: skip
+        except (OSError, ValueError) as err:
+            raise InputError(f"{run_dir}/config.json: unreadable ({err})", where) from None
+        given = json.loads(json.dumps(self.config.to_json(), default=str))
+        epochs = given.get("optim", {}).get("epochs")
+        for cfg in (saved, given):  # epochs may be raised; verbosity changes nothing trained
+            cfg.get("optim", {}).pop("epochs", None)
+            cfg.get("cmd", {}).pop("verbose", None)
+        if saved != given:
+            keys = sorted(f"{sec}.{k}" for sec in set(saved) | set(given)
+                          for k in set(saved.get(sec) or {}) | set(given.get(sec) or {})
+                          if (saved.get(sec) or {}).get(k) != (given.get(sec) or {}).get(k))  # fmt: skip
+            raise InputError(f"{run_dir}: the run was made with another config (differs at {', '.join(keys)}); "
+                             "expected the same config (only optim.epochs may be raised)", where)  # fmt: skip
+        path = run_dir / RESUME_FILE
+        if not path.is_file():
+            done = (run_dir / "metrics.json").is_file()
+            why = ("the run finished (model.pt and metrics.json are final)" if done
+                   else "the run was stopped before its first epoch ended: start it again")  # fmt: skip
+            raise InputError(f"{run_dir}: no {RESUME_FILE}; {why}", where)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any unreadable file is the same input error
+            raise InputError(f"{path}: unreadable ({type(err).__name__}: {err}); start the run again", where) from None
+        if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+            raise InputError(f"{path}: not a resume state of this amptorch version; start the run again", where)
+        if epochs is not None and epochs < state["epoch"]:
+            raise InputError(f"optim.epochs is {epochs}, but the run has done {state['epoch']} epochs; expected "
+                             f">= {state['epoch']}", where)  # fmt: skip
+        return run_dir, state
+
+    def _resume_net(self, net: AtomsNet, state: dict) -> None:
+        """Put the net where the killed run was after its last finished epoch (see ``ResumeState``)."""
+        net.initialize()
+        net.history = History(json.loads(state["history"]))
+        dict(net.callbacks_)["resume"].restore(net, state)
+        csv = self.run_dir / "metrics.csv"  # a row (or half a row) written after resume.pt is dropped
+        if csv.is_file():
+            lines = csv.read_text().splitlines(keepends=True)[: state["epoch"] + 1]
+            atomic_write(csv, lambda fh: fh.write("".join(lines).encode()))
+
+    def train(self, raw_data=None, resume=None) -> AtomsTrainer:
         """Featurize, fit scalers and the energy baseline on the training split, and train (see :meth:`load`).
 
         After :meth:`load_pretrained` training continues from the loaded
         weights on ``raw_data`` (or the config's data) with this config's
         ``optim`` settings; the loaded descriptor, scaler tables and energy
         baseline are kept, not refitted.
+
+        ``resume``: the run directory of a killed run made with this config
+        (``optim.epochs`` may be raised). Its data and model are rebuilt as
+        here (the featurization cache makes that cheap), its ``resume.pt``
+        (written after every epoch, deleted when a run finishes) is loaded,
+        and training goes on from the next epoch in the same run directory
+        with the same random stream: the result equals an uninterrupted run's.
         """
         cfg = self.config
-        self.load(raw_data=raw_data)
+        self._resume = self._read_resume(resume) if resume is not None else None
+        try:
+            self.load(raw_data=raw_data)
+        finally:
+            state = self._resume[1] if self._resume is not None else None
+            self._resume = None
         train_records, val_records = self._splits
         net, model = self.net, self.potential.model
         seed_everything(cfg.cmd.seed)
         try:
-            net.fit(_dataset(train_records), None)
+            if state is None:
+                net.fit(_dataset(train_records), None)
+            else:
+                self._resume_net(net, state)
+                net.partial_fit(_dataset(train_records), None, epochs=cfg.optim.epochs - state["epoch"])
         except TrainingDiverged:  # keep the last finite best weights in memory (they are on disk already)
             best = dict(net.callbacks_)["best"]
             if best.best_state is not None:
@@ -320,6 +397,7 @@ class AtomsTrainer:
         if self.run_dir is not None:  # the best weights are on disk already: only the metrics are new
             self.potential.meta["metrics"] = self.metrics
             self.potential.save(self.run_dir, weights=best.best_state is None, config=False)
+            (self.run_dir / RESUME_FILE).unlink(missing_ok=True)  # a finished run needs no resume state
         return self
 
     def _criterion(self, energy_scale: float):
