@@ -57,16 +57,9 @@ def test_kept_weights_are_the_best_scored_epoch(original_images, tmp_path):
     assert trainer.metrics["train"]["energy_mae"] == pytest.approx(min(scores), rel=1e-8)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+# seeds 0-2 in the default run, 3-9 with -m slow
+@pytest.mark.parametrize("seed", [pytest.param(k, marks=pytest.mark.slow) if k > 2 else k for k in range(10)])
 def test_energy_only_below_the_originals_threshold(original_images, tmp_path, seed):
-    trainer = AtomsTrainer(original_config(original_images, tmp_path, seed)).train()
-    e_mae, _ = errors(trainer, original_images)
-    assert e_mae < 0.02
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", range(10))
-def test_energy_only_below_the_originals_threshold_ten_seeds(original_images, tmp_path, seed):
     trainer = AtomsTrainer(original_config(original_images, tmp_path, seed)).train()
     e_mae, _ = errors(trainer, original_images)
     assert e_mae < 0.02
