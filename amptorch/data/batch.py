@@ -81,6 +81,12 @@ class Batch:
             out[f.name] = v
         return replace(self, **out)
 
+    def targets(self, device=None) -> Batch:
+        """The batch without its model inputs (pair blocks, derivative blocks, geometry) on ``device``: what a
+        loss or a metric needs after the forward pass has moved the inputs itself."""
+        inputs = dict(pair_i=None, pair_j=None, dfeat=None, dfeat_strain=None, positions=None, cell=None, shifts=None)
+        return replace(self, **inputs).to(device)
+
     # skorch slices and counts inputs; a Batch is one unit
     def __len__(self) -> int:
         return self.n_structures

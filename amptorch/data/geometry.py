@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from amptorch.data.io import labels, read_structures
 from amptorch.descriptors.base import structure_arrays
+from amptorch.descriptors.record import periodic_volume
 from amptorch.errors import InputError
 
 
@@ -62,9 +63,7 @@ class GeometryRecord:
     @property
     def volume(self) -> float | None:
         """Cell volume (Å^3) of a fully periodic structure, else None."""
-        if not np.all(self.pbc):
-            return None
-        return float(abs(np.linalg.det(self.cell)))
+        return periodic_volume(self.cell, self.pbc)
 
     @property
     def nbytes(self) -> int:

@@ -17,6 +17,13 @@ VOIGT_ROWS = (0, 1, 2, 1, 0, 0)
 VOIGT_COLS = (0, 1, 2, 2, 2, 1)
 
 
+def periodic_volume(cell: np.ndarray | None, pbc: np.ndarray | None) -> float | None:
+    """Cell volume (Å^3) of a structure periodic along all three axes, else None (stress needs it)."""
+    if cell is None or pbc is None or not np.all(pbc):
+        return None
+    return float(abs(np.linalg.det(cell)))
+
+
 def voigt(stress: np.ndarray) -> np.ndarray:
     """(6,) Voigt stress (xx yy zz yz xz xy) of a (3, 3) tensor; a (6,) input is returned as it is."""
     s = np.asarray(stress, dtype=np.float64)
@@ -72,9 +79,7 @@ class FeatureRecord:
     @property
     def volume(self) -> float | None:
         """Cell volume (Å^3) of a fully periodic structure, else None."""
-        if self.cell is None or self.pbc is None or not np.all(self.pbc):
-            return None
-        return float(abs(np.linalg.det(self.cell)))
+        return periodic_volume(self.cell, self.pbc)
 
     def dense_dfeat(self) -> np.ndarray:
         """(n, F, n, 3) d features[i] / d r_k, the self term included (for tests)."""

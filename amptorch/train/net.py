@@ -17,7 +17,6 @@ by that, so the kept model is the one that was scored.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -126,9 +125,7 @@ class AtomsNet(NeuralNet):
         return {k: v.detach() for k, v in out.items()}
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        # only the targets need to travel: the inputs (features, dfeat or geometry) were moved by the forward pass
-        y_true = replace(y_true, pair_i=None, pair_j=None, dfeat=None, dfeat_strain=None, positions=None,
-                         cell=None, shifts=None).to(self.device)  # fmt: skip
+        y_true = y_true.targets(self.device)  # the inputs were moved by the forward pass
         res = residuals(y_pred, y_true)
         acc = self._acc[bool(training)]
         for name, err in res.items():
@@ -177,9 +174,7 @@ class AtomsNet(NeuralNet):
             with torch.enable_grad() if forces else torch.no_grad():
                 out = self.module_(Xi, forces=forces, stress=False, create_graph=False)
             out = {k: v.detach() for k, v in out.items()}
-            y = replace(Xi, pair_i=None, pair_j=None, dfeat=None, dfeat_strain=None, positions=None, cell=None,
-                        shifts=None).to(self.device)  # fmt: skip
-            res = residuals(out, y)
+            res = residuals(out, Xi.targets(self.device))
             acc.add("energy", res["energy"])
             if forces and "forces" in res:
                 acc.add("forces", res["forces"])
