@@ -34,6 +34,13 @@ import numpy as np
 PARAMS = "MCSHs:\n  orders: [0, 1, 2, 3]\n  sigmas: [0.2, 0.69, 1.1, 1.66, 2.66]\n"
 
 
+def _cells(n: int, seed: int) -> list:
+    """The fault runs' data: ``n`` EMT-labelled 32-atom Cu cells, no vacancies."""
+    from amptorch.testing import make_cu_emt
+
+    return make_cu_emt(n, seed=seed, a=3.61, big_every=0, vacancy_every=0)
+
+
 def _command(data: Path, out: Path, params: Path, batch_size: int) -> list[str]:
     return [sys.executable, "-m", "amptorch.cli", "featurize", str(data), "--out", str(out), "--params",
             str(params), "--batch-size", str(batch_size), "--workers", "1", "-q"]  # fmt: skip
@@ -75,14 +82,13 @@ def run(kills: int = 20, structures: int = 96, batch_size: int = 2, seed: int = 
     """Run the kill / resume cycle; returns the figures (raises AssertionError on any difference)."""
     import ase.io
 
-    from amptorch.testing import make_cu_emt
 
     say = print if verbose else (lambda *a, **k: None)
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         tmp = Path(tmp)
         data, params = tmp / "data.extxyz", tmp / "params.yaml"
-        ase.io.write(data, make_cu_emt(structures, seed=seed, a=3.61, big_every=0, vacancy_every=0))
+        ase.io.write(data, _cells(structures, seed))
         params.write_text(PARAMS)
         t0 = time.perf_counter()
         ref_path = tmp / "reference.lmdb"
@@ -169,7 +175,6 @@ def run_training(kills: int = 5, structures: int = 16, epochs: int = 400, seed: 
     import ase.io
 
     from amptorch.potential import TrainedPotential
-    from amptorch.testing import make_cu_emt
 
     say = print if verbose else (lambda *a, **k: None)
     t_start = time.perf_counter()
@@ -177,7 +182,7 @@ def run_training(kills: int = 5, structures: int = 16, epochs: int = 400, seed: 
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         tmp = Path(tmp)
         data = tmp / "train.extxyz"
-        images = make_cu_emt(structures, seed=seed, a=3.61, big_every=0, vacancy_every=0)
+        images = _cells(structures, seed)
         ase.io.write(data, images)
         rng = np.random.default_rng(seed)
         for k in range(kills):
@@ -232,14 +237,13 @@ def run_training_resume(kills: int = 20, structures: int = 16, epochs: int = 100
     import torch
 
     from amptorch.potential import TrainedPotential
-    from amptorch.testing import make_cu_emt
 
     say = print if verbose else (lambda *a, **k: None)
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         tmp = Path(tmp)
         data, runs = tmp / "train.extxyz", tmp / "runs"
-        ase.io.write(data, make_cu_emt(structures, seed=seed, a=3.61, big_every=0, vacancy_every=0))
+        ase.io.write(data, _cells(structures, seed))
 
         def start(name: str, resume: Path | None = None) -> subprocess.Popen:
             cfg = tmp / f"{name}.yaml"
