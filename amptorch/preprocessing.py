@@ -131,16 +131,30 @@ class _Fitted:
 
     __hash__ = None
 
+    # Pickled as JSON-like state (no numpy objects), so ``torch.load(path)`` with torch's default
+    # ``weights_only=True`` reads the original's ``torch.save({"feature": ..., "target": ...})`` files
+    # (both classes are registered with torch.serialization.add_safe_globals below).
+    def __getstate__(self) -> dict:
+        return {"forcetraining": bool(self.forcetraining), "fitted": self.to_dict()}
+
+    def __setstate__(self, state: dict) -> None:
+        self._set(bool(state["forcetraining"]), self._kind.from_dict(state["fitted"]))
+
 
 class FeatureScaler(_Fitted):
     """The original's ``FeatureScaler(data_list, forcetraining, scaling)``: fits our FeatureScaler (``.scaler``)."""
 
+    _kind = _FeatureScaler
+
     def __init__(self, data_list: Sequence[FeatureRecord], forcetraining: bool = True,
                  scaling: Mapping | None = None):  # fmt: skip
+        self._set(forcetraining, _FeatureScaler.from_config(dict(scaling or {})).fit(list(data_list)))
+
+    def _set(self, forcetraining: bool, scaler: _FeatureScaler) -> None:
         self.forcetraining = forcetraining
-        self.scaler = self._fitted = _FeatureScaler.from_config(dict(scaling or {})).fit(list(data_list))
-        self.transform = self.scaler.kind
-        self.elementwise = self.scaler.elementwise
+        self.scaler = self._fitted = scaler
+        self.transform = scaler.kind
+        self.elementwise = scaler.elementwise
 
 
 class TargetScaler(_Fitted):
@@ -149,12 +163,19 @@ class TargetScaler(_Fitted):
     ``denorm`` returns its input: the model adds the baseline itself and predicts in eV.
     """
 
+    _kind = EnergyBaseline
+
     def __init__(self, data_list: Sequence[FeatureRecord], forcetraining: bool = True):
+        self._set(forcetraining, EnergyBaseline().fit(list(data_list)))
+
+    def _set(self, forcetraining: bool, baseline: EnergyBaseline) -> None:
         self.forcetraining = forcetraining
-        self.baseline = self._fitted = EnergyBaseline().fit(list(data_list))
+        self.baseline = self._fitted = baseline
 
     def denorm(self, tensor, pred: str = "energy"):
         return tensor
 
+
+torch.serialization.add_safe_globals([FeatureScaler, TargetScaler])
 
 __all__ = ["AtomsToData", "DataRecord", "FeatureScaler", "TargetScaler", "as_descriptor"]

@@ -24,15 +24,18 @@ cell (stress cannot be trained from them).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
+import re
+import warnings
 from collections import OrderedDict
 
 import lmdb
 import numpy as np
 
-from amptorch.data.lmdb import write_lmdb
+from amptorch.data.lmdb import METADATA_KEY, check_lmdb_file, read_metadata, write_lmdb
 from amptorch.descriptors import Descriptor, FeatureRecord
 from amptorch.descriptors.registry import by_scheme
 from amptorch.errors import InputError, where
@@ -258,12 +261,88 @@ def read_original_lmdb(path: str | os.PathLike) -> tuple[list[FeatureRecord], De
     return records, descriptor
 
 
-def convert_lmdb(old: str | os.PathLike, new: str | os.PathLike, progress: bool = False) -> dict:
+def convert_lmdb(old: str | os.PathLike, new: str | os.PathLike, progress: bool = False,
+                 overwrite: bool = False, source_sha256: str | None = None) -> dict:  # fmt: skip
     """Read the original's LMDB ``old`` (restricted unpickling) and write ours at ``new``; returns its metadata."""
     records, descriptor = read_original_lmdb(old)
     if not records:
         raise InputError(f"{os.fspath(old)!r}: no records; expected at least one")
-    return write_lmdb(new, records, descriptor, progress=progress, metadata={"converted_from": os.fspath(old)})
+    meta = {"converted_from": os.fspath(old), "source_sha256": source_sha256 or file_sha256(old)}
+    return write_lmdb(new, records, descriptor, progress=progress, metadata=meta, overwrite=overwrite)
 
 
-__all__ = ["RestrictedUnpickler", "convert_lmdb", "convert_record", "read_original_lmdb", "restricted_loads"]
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def is_original_store(path: str | os.PathLike) -> bool:
+    """True if ``path`` is an LMDB file of the original AmpTorch (a ``length`` key, none of our metadata)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return False
+    check_lmdb_file(path)
+    env = lmdb.open(path, subdir=False, readonly=True, lock=False, readahead=False, meminit=False)
+    try:
+        with env.begin() as txn:
+            return txn.get(METADATA_KEY) is None and txn.get(b"length") is not None
+    finally:
+        env.close()
+
+
+def ours(paths, cache_dir: str | os.PathLike) -> list[str]:
+    """``paths`` with each LMDB of the original AmpTorch replaced by its conversion to our format.
+
+    So a config or script written for the original trains from its pickled
+    stores unchanged: each is read once through :class:`RestrictedUnpickler`
+    (no code runs; anything but arrays, tensors and records is refused) and
+    written to ``cache_dir/{name}-{sha256[:16]}.lmdb``, reused while the
+    source's bytes are the same. Our own stores pass through untouched.
+    """
+    out = []
+    for path in [paths] if isinstance(paths, (str, os.PathLike)) else list(paths):
+        path = os.fspath(path)
+        if not is_original_store(path):
+            out.append(path)
+            continue
+        sha = file_sha256(path)
+        new = os.path.join(os.fspath(cache_dir), f"{os.path.basename(path)}-{sha[:16]}.lmdb")
+        if not _converted(new, sha):
+            os.makedirs(os.fspath(cache_dir), exist_ok=True)
+            warnings.warn(
+                f"lmdb {path!r}: a pickled store of the original AmpTorch; converting it (restricted unpickler) "
+                f"to {new!r} (`amptorch convert-lmdb` does it once, ahead)", stacklevel=2,
+            )  # fmt: skip
+            convert_lmdb(path, new, overwrite=True, source_sha256=sha)
+            _drop_stale(cache_dir, os.path.basename(path), keep=new)
+        out.append(new)
+    return out
+
+
+def _drop_stale(cache_dir, name: str, keep: str) -> None:
+    """Remove conversions of earlier contents of the store ``name`` (and their lock files)."""
+    pattern = re.compile(rf"{re.escape(name)}-[0-9a-f]{{16}}\.lmdb(-lock)?")
+    for entry in os.scandir(cache_dir):
+        if pattern.fullmatch(entry.name) and not entry.path.startswith(keep):
+            os.unlink(entry.path)
+
+
+def _converted(path: str, sha: str) -> bool:
+    """True if ``path`` is a finished conversion of the file with this sha256."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        meta = read_metadata(path)
+    except InputError:
+        return False
+    return meta.get("source_sha256") == sha and meta.get("count") == meta.get("total")
+
+
+__all__ = [
+    "RestrictedUnpickler", "convert_lmdb", "convert_record", "file_sha256", "is_original_store", "ours",
+    "read_original_lmdb", "restricted_loads",
+]

@@ -153,6 +153,69 @@ def test_example_script_lmdb_on_this_package_converts_and_trains(images, tmp_pat
     convert_lmdb(tmp_path / "data.lmdb", tmp_path / "new.lmdb")
     converted = get_lmdb_dataset(str(tmp_path / "new.lmdb"), "no")
     np.testing.assert_array_equal(converted[2].dfeat, data_list[2].dfeat)
-    cfg = config(None, tmp_path, epochs=1, lmdb_path=[str(tmp_path / "new.lmdb")], cache="partial")
+    # the original's scripts name the pickled store itself: it is converted into run_dir/converted, once
+    cfg = config(None, tmp_path, epochs=1, lmdb_path=[str(tmp_path / "data.lmdb")], cache="partial")
     del cfg["dataset"]["raw_data"], cfg["dataset"]["fp_scheme"], cfg["dataset"]["fp_params"]
-    assert np.isfinite(AtomsTrainer(cfg).train().predict(images[:2])["energy"]).all()
+    with pytest.warns(UserWarning, match="pickled store of the original AmpTorch; converting"):
+        trainer = AtomsTrainer(cfg).train()
+    assert np.isfinite(trainer.predict(images[:2])["energy"]).all()
+    (cached,) = (tmp_path / "converted").glob("data.lmdb-*.lmdb")
+    np.testing.assert_array_equal(get_lmdb_dataset(str(cached), "no")[2].dfeat, data_list[2].dfeat)
+
+
+def _pickled_store(path, records, setup) -> None:
+    """The layout the original's example script writes when run on this package (our DataRecords pickled)."""
+    from amptorch.preprocessing import DataRecord
+
+    env = lmdb.open(str(path), subdir=False, map_size=1 << 26)
+    with env.begin(write=True) as txn:
+        for k, do in enumerate(records):
+            txn.put(str(k).encode(), pickle.dumps(DataRecord.of(do), protocol=-1))
+        txn.put(b"length", pickle.dumps(len(records)))
+        txn.put(b"descriptor_setup", pickle.dumps(setup))
+    env.close()
+
+
+def test_pickled_stores_are_converted_once_per_content(images, tmp_path):
+    """``ours``: our stores pass through; a pickled store is converted once, reused while its bytes are the
+    same, converted again (and the stale copy removed) when they change."""
+    import warnings
+
+    from amptorch.data import write_lmdb
+    from amptorch.data.lmdb_convert import ours
+
+    descriptor = GMP.from_amptorch(MCSHS)
+    records = featurize(images[:4], descriptor, progress=False)
+    setup = ("gmpordernorm", MCSHS, "NA", ["C", "Cu", "O"])
+    write_lmdb(tmp_path / "mine.lmdb", records, descriptor, progress=False)
+    _pickled_store(tmp_path / "old.lmdb", records[:3], setup)
+    cache = tmp_path / "cache"
+    with pytest.warns(UserWarning, match="converting"):
+        first = ours([str(tmp_path / "mine.lmdb"), str(tmp_path / "old.lmdb")], cache)
+    assert first[0] == str(tmp_path / "mine.lmdb") and first[1].startswith(str(cache))
+    assert len(get_lmdb_dataset(first[1], "no")) == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # reused: no second conversion
+        assert ours(str(tmp_path / "old.lmdb"), cache) == [first[1]]
+    (tmp_path / "old.lmdb").unlink()
+    _pickled_store(tmp_path / "old.lmdb", records, setup)
+    with pytest.warns(UserWarning, match="converting"):
+        (second,) = ours(str(tmp_path / "old.lmdb"), cache)
+    assert second != first[1] and len(get_lmdb_dataset(second, "no")) == 4
+    assert sorted(p.name for p in cache.glob("*.lmdb")) == [second.rsplit("/", 1)[1]]
+
+
+def test_original_scalers_reload_with_weights_only(images, tmp_path):
+    """The original's scripts ``torch.save`` their scalers and ``torch.load`` them (weights_only by default)."""
+    from amptorch.descriptor.GMPOrderNorm import GMPOrderNorm
+    from amptorch.preprocessing import AtomsToData, FeatureScaler, TargetScaler
+
+    data_list = AtomsToData(GMPOrderNorm(MCSHS, ["C", "Cu", "O"]), r_energy=True, r_forces=True,
+                            save_fps=False).convert_all(images[:5], True)  # fmt: skip
+    saved = {"feature": FeatureScaler(data_list, True, {"type": "normalize", "range": (0, 1)}),
+             "target": TargetScaler(data_list, True)}  # fmt: skip
+    torch.save(saved, tmp_path / "normalizers.pt")
+    loaded = torch.load(tmp_path / "normalizers.pt", weights_only=True)
+    assert loaded == saved and loaded["feature"].transform == "normalize"
+    np.testing.assert_array_equal(loaded["feature"].scaler.scale, saved["feature"].scaler.scale)
+    assert loaded["target"].baseline.refs.tolist() == saved["target"].baseline.refs.tolist()
