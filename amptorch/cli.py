@@ -214,6 +214,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"train: cannot write{where} ({err.strerror or err}); expected free disk space and a writable "
             "cmd.run_dir (a run that saved no weights is removed)"
         ) from None
+    from amptorch.train import distributed
+
+    if not distributed.is_main():  # under torchrun: one summary, rank 0's
+        return 0
     print(f"trained in {time.perf_counter() - t0:.1f} s; checkpoint: {trainer.run_dir}")
     for split in ("train", "valid"):
         m = trainer.metrics.get(split)
@@ -225,16 +229,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_featurize(args: argparse.Namespace) -> int:
-    from amptorch.data import write_lmdb
-    from amptorch.data.lmdb import check_lmdb_file
+def _featurize_descriptor(args: argparse.Namespace, images: list | None):
+    """The descriptor of ``--scheme`` / ``--params`` / ``--elements`` (the data's elements when needed and
+    not given: ``images`` are read for them when None)."""
     from amptorch.train.plan import Plan
 
-    _at_least("featurize", workers=(args.workers, 1), batch_size=(args.batch_size, 1))
-    out = Path(args.out)
-    if out.is_dir() or (out.is_file() and out.stat().st_size > 0):  # a folder or a foreign file: before any work
-        check_lmdb_file(out)
-    images = _read_data(args.data)
     params = load_yaml(args.params, "params") if args.params else None
     section: dict = {"fp_scheme": args.scheme}
     if params is not None and any(k in params for k in ("fp_params", "cutoff_params", "elements")):
@@ -250,9 +249,36 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     if args.elements:
         section["elements"] = args.elements
     plan = Plan.from_config({"dataset": section})
-    elements = plan.config.dataset.elements or sorted({s for a in images for s in a.get_chemical_symbols()})
-    descriptor = plan.descriptor(elements)
+    elements = plan.config.dataset.elements
+    if elements is None and plan.descriptor_entry.needs_elements:
+        images = _read_data(args.data) if images is None else images
+        elements = sorted({s for a in images for s in a.get_chemical_symbols()})
+    return plan.descriptor(elements or [])
+
+
+def cmd_featurize(args: argparse.Namespace) -> int:
+    from amptorch.data import write_lmdb
+    from amptorch.data.lmdb import check_lmdb_file
+
+    _at_least("featurize", workers=(args.workers, 1), batch_size=(args.batch_size, 1),
+              shard_size=(args.shard_size, 1))  # fmt: skip
+    if args.geometry and (args.params or args.elements or args.no_derivatives or args.float32):
+        raise InputError("featurize --geometry: stores geometry and labels only; expected no --params, --elements, "
+                         "--no-derivatives or --float32")  # fmt: skip
+    if args.shard_size is not None or args.scheduler is not None:
+        return _featurize_sharded(args)
+    out = Path(args.out)
+    if out.is_dir() or (out.is_file() and out.stat().st_size > 0):  # a folder or a foreign file: before any work
+        check_lmdb_file(out)
+    images = _read_data(args.data)
     derivatives = not args.no_derivatives
+    if args.geometry:
+        meta = write_lmdb(args.out, images, kind="geometry", batch_size=args.batch_size, progress=not args.quiet,
+                          with_labels=not args.no_labels, forces=not args.no_labels, stress=args.stress,
+                          overwrite=args.overwrite)  # fmt: skip
+        print(f"wrote {meta['count']} of {meta['total']} structures to {args.out} (geometry store)")
+        return 0
+    descriptor = _featurize_descriptor(args, images)
     meta = write_lmdb(
         args.out,
         images,
@@ -272,6 +298,28 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         f"wrote {meta['count']} of {meta['total']} structures to {args.out} ({type(descriptor).__name__}, "
         f"{meta['n_features']} features, descriptor hash {meta['descriptor_hash'][:12]})"
     )
+    return 0
+
+
+def _featurize_sharded(args: argparse.Namespace) -> int:
+    """``featurize --shard-size`` / ``--scheduler``: a sharded store folder (local processes or a Dask cluster)."""
+    from amptorch.data.shards import DEFAULT_SHARD_SIZE, build_store
+
+    one_file = len(args.data) == 1 and Path(args.data[0]).is_file()
+    # one file: each task reads its own frames; several files or globs are read here and sent in slices
+    source = args.data[0] if one_file else _read_data(args.data)
+    descriptor = None if args.geometry else _featurize_descriptor(args, None if one_file else source)
+    derivatives = not args.no_derivatives
+    store = build_store(
+        source, args.out, kind="geometry" if args.geometry else "features", descriptor=descriptor,
+        shard_size=args.shard_size or DEFAULT_SHARD_SIZE, scheduler=args.scheduler, workers=args.workers,
+        overwrite=args.overwrite, derivatives=derivatives or args.stress, strain=args.stress,
+        dtype=np.float32 if args.float32 else np.float64, with_labels=not args.no_labels,
+        forces=derivatives and not args.no_labels, stress=args.stress, batch_size=args.batch_size,
+        progress=not args.quiet,
+    )  # fmt: skip
+    what = "geometry" if args.geometry else f"{type(descriptor).__name__}, {store['n_features']} features"
+    print(f"wrote {store['count']} structures in {len(store['shards'])} shards to {args.out} ({what})")
     return 0
 
 
@@ -308,6 +356,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _at_least("predict", workers=(args.workers, 1), batch_size=(args.batch_size, 1))
     out_format = _output_format(args.out) if args.out else None  # before any work
     pot = TrainedPotential.load(args.checkpoint)
+    if args.uncertainty:  # the checkpoint can give it: checked before any work
+        pot.uq.method(args.uncertainty)
     images = _read_data(args.data)
     if out_format is not None and len(images) > 1 and ioformats[out_format].single:
         raise InputError(
@@ -315,14 +365,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"{len(images)}; expected a multi-structure format such as .extxyz or .traj"
         )
     t0 = time.perf_counter()
-    pred = pot.predict(
-        images,
-        forces=True,
-        stress=args.stress,
-        batch_size=args.batch_size,
-        progress=not args.quiet,
-        workers=args.workers,
-    )
+    if args.uncertainty:  # energy and forces from the method's pass (the member mean for an ensemble), with σ
+        pred = pot.uq.predict_like(images, args.uncertainty, forces=True, stress=args.stress,
+                                   batch_size=args.batch_size, workers=args.workers)  # fmt: skip
+    else:
+        pred = pot.predict(
+            images,
+            forces=True,
+            stress=args.stress,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+            workers=args.workers,
+        )
     dt = time.perf_counter() - t0
     refs = [stored_labels(a) for a in images]
     out_images = []
@@ -335,7 +389,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
             a.arrays["ref_forces"] = ref["forces"]
         if "stress" in ref:
             a.info["ref_stress"] = ref["stress"]
-        res = {"energy": pred["energy"][k], "forces": pred["forces"][k], "energies": pred["energies"][k]}
+        res = {"energy": pred["energy"][k], "forces": pred["forces"][k]}
+        if "energies" in pred:
+            res["energies"] = pred["energies"][k]
+        if args.uncertainty:  # σ per structure (eV) and per atom (eV/Å), calibrated where the checkpoint is
+            a.info["energy_uncertainty"] = pred["energy_uncertainty"][k]
+            a.arrays["forces_uncertainty"] = np.asarray(pred["forces_uncertainty"][k])
+            a.info["uncertainty_method"] = args.uncertainty
+            a.info["uncertainty_calibrated"] = bool(pred["calibrated"])
         if args.stress and pred["stress"][k] is not None:
             res["stress"] = pred["stress"][k]
         a.calc = SinglePointCalculator(a, **res)
@@ -355,7 +416,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     if not args.out:  # the predictions are the output
         for k, e in enumerate(pred["energy"]):
-            print(f"  {k}: energy {e:.6f} eV ({e / len(images[k]):.6f} eV/atom)")
+            sigma = f" ± {pred['energy_uncertainty'][k]:.6f} eV (σ)" if args.uncertainty else ""
+            print(f"  {k}: energy {e:.6f} eV{sigma} ({e / len(images[k]):.6f} eV/atom)")
     if refs and all("energy" in r for r in refs):
         has_f = all("forces" in r for r in refs)
         ref_objs = [Labels(a.numbers, r["energy"], r.get("forces") if has_f else None)
@@ -378,6 +440,98 @@ def cmd_predict(args: argparse.Namespace) -> int:
             plot = parity_plot(shown, ref_objs, Path(f"{stem}_parity.png"), title=Path(args.out).name)
             print(f"wrote {stem}_metrics.json and {plot}")
     return 0
+
+
+def _labelled_records(pot, data: Sequence[str], what: str) -> list:
+    """Labelled FeatureRecords (energy, forces) of structure files, featurized for ``pot``."""
+    from amptorch.data import featurize
+
+    images = _read_data(data)
+    for k, atoms in enumerate(images):
+        pot.check_elements(np.asarray(atoms.numbers), k)
+    try:
+        return featurize(images, pot.descriptor, derivatives=True, dtype=pot.np_dtype, progress=False)
+    except InputError as err:
+        raise err.within(what) from None
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from amptorch.potential import TrainedPotential
+    from amptorch.uq.conformal import check_coverage
+
+    check_coverage(args.coverage, "calibrate --coverage")
+    pot = TrainedPotential.load(args.checkpoint)
+    state = pot.uq
+    state.method(args.method)  # the checkpoint can give it: checked before any work
+    records = _labelled_records(pot, args.data, "calibrate data")
+    cal = state.calibrate(records, args.method, coverage=args.coverage, mode=args.mode)
+    state.save(pot.path)
+    forces = "" if cal.forces is None else f", force components ×{cal.forces.scale:.4g} (n={cal.forces.n})"
+    print(f"calibrated '{args.method}' ({args.mode}, coverage {args.coverage:g}) on {len(records)} structures: "
+          f"σ scale energy/atom ×{cal.energy.scale:.4g}{forces}; wrote {Path(pot.path) / 'uq.json'}")  # fmt: skip
+    return 0
+
+
+def cmd_uq_report(args: argparse.Namespace) -> int:
+    from amptorch.files import write_json
+    from amptorch.potential import TrainedPotential
+    from amptorch.uq.metrics import calibration_plot, error_vs_sigma_plot, format_report, uq_report
+
+    pot = TrainedPotential.load(args.checkpoint)
+    state = pot.uq
+    methods = args.method or state.available()
+    if not methods:
+        raise InputError(f"uq-report: {args.checkpoint} has no uncertainty method (no ensemble, dropout layers or "
+                         "stored latents); expected a model trained with a uq setting")  # fmt: skip
+    for m in methods:
+        state.method(m)
+    records = _labelled_records(pot, args.data, "uq-report data")
+    reports = {}
+    for m in methods:
+        pred = state.predict(records, m)
+        reports[m] = uq_report(pred, records)
+        table = format_report(reports[m], m)
+        print(table if m == methods[0] else table.split("\n", 1)[1])  # one header for all methods
+        if args.out:
+            out = Path(args.out)
+            calibration_plot(pred, records, out / f"calibration_{m}.png", title=m)
+            error_vs_sigma_plot(pred, records, out / f"error_vs_sigma_{m}.png", title=m)
+    if args.out:
+        write_json(Path(args.out) / "uq_report.json", reports)
+        print(f"wrote {Path(args.out) / 'uq_report.json'} and the calibration / error-vs-σ PNGs")
+    return 0
+
+
+def _uq_parsers(sub, common, fmt) -> None:
+    """The ``calibrate`` and ``uq-report`` subcommands."""
+    c = sub.add_parser(
+        "calibrate", parents=[common], formatter_class=fmt,
+        help="fit conformal intervals of an uncertainty method on held-out data",
+        description="Fit, on labelled structures held out from training, the scale that turns a method's raw σ "
+        "into intervals with the target coverage (energies per atom and force components separately); saved "
+        "into the checkpoint (uq.json) and used by predict and the calculator afterwards.\n\nexample:\n"
+        "  amptorch calibrate runs/checkpoints/RUN calib.extxyz --method ensemble --coverage 0.9",
+    )  # fmt: skip
+    c.add_argument("checkpoint", help="checkpoint directory")
+    c.add_argument("data", nargs="+", help="labelled structure files or globs (held out from training)")
+    c.add_argument("--method", required=True, help="ensemble, dropout or latent")
+    c.add_argument("--coverage", type=float, default=0.9, help="target coverage of the intervals (0.9)")
+    c.add_argument("--mode", default="normalized", choices=["normalized", "split"],
+                   help="normalized: interval ∝ σ (default); split: one width for all")  # fmt: skip
+    c.set_defaults(func=cmd_calibrate)
+    u = sub.add_parser(
+        "uq-report", parents=[common], formatter_class=fmt,
+        help="coverage, interval width, miscalibration, Spearman, NLL of uncertainty methods",
+        description="Score each uncertainty method on labelled test structures: observed coverage at 68/90/95 %, "
+        "mean interval half-width, miscalibration area, Spearman(σ, |error|), Gaussian NLL (energies per atom, "
+        "force components), and PNG calibration and error-vs-σ plots with --out.\n\nexample:\n"
+        "  amptorch uq-report runs/checkpoints/RUN test.extxyz --method ensemble latent --out report/",
+    )  # fmt: skip
+    u.add_argument("checkpoint", help="checkpoint directory")
+    u.add_argument("data", nargs="+", help="labelled structure files or globs")
+    u.add_argument("--method", nargs="+", default=None, help="methods to score (default: all the checkpoint has)")
+    u.add_argument("--out", metavar="DIR", default=None, help="folder for uq_report.json and the PNGs")
+    u.set_defaults(func=cmd_uq_report)
 
 
 def cmd_md(args: argparse.Namespace) -> int:
@@ -659,7 +813,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--elements", nargs="+", metavar="EL", help="element symbols (Gaussian rows); default: those in the data"
     )
-    f.add_argument("--workers", type=int, default=None, metavar="N", help="featurizing threads (default: all CPUs)")
+    f.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="featurizing threads; with --shard-size: shard processes (default: all CPUs)")  # fmt: skip
+    f.add_argument("--geometry", action="store_true",
+                   help="store geometry and labels only (no fingerprints), for features: recompute")  # fmt: skip
+    f.add_argument("--shard-size", type=int, default=None, metavar="N",
+                   help="write a sharded store folder at --out, N structures per shard (one task each)")  # fmt: skip
+    f.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="Dask scheduler (tcp://host:8786) that builds the shards; needs amptorch[cluster]")  # fmt: skip
     f.add_argument("--batch-size", type=int, default=256, metavar="N", help="structures per LMDB transaction (256)")
     f.add_argument("--stress", action="store_true", help="also store strain derivatives and stress labels")
     f.add_argument("--no-derivatives", action="store_true", help="fingerprints only (energy-only training)")
@@ -702,7 +863,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--stress", action="store_true", help="also predict stress (periodic cells)")
     r.add_argument("--batch-size", type=int, default=32, metavar="N", help="structures per model call (32)")
     r.add_argument("--workers", type=int, default=None, metavar="N", help="featurizing threads (default: all CPUs)")
+    r.add_argument("--uncertainty", metavar="METHOD", default=None,
+                   help="also σ: ensemble, dropout or latent (info energy_uncertainty, array forces_uncertainty)")
     r.set_defaults(func=cmd_predict)
+    _uq_parsers(sub, common, fmt)
 
     m = sub.add_parser(
         "md",

@@ -8,12 +8,13 @@ total energies, which is wrong when the number of atoms varies).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
+from amptorch.data.streaming import EnergyStats
 from amptorch.descriptors.record import N_Z, FeatureRecord
-from amptorch.errors import InputError, where
+from amptorch.errors import InputError
 
 
 class EnergyBaseline:
@@ -44,38 +45,23 @@ class EnergyBaseline:
         self.energy_scale = 1.0
         self.elements: list[int] = []
 
-    def fit(self, records: Sequence[FeatureRecord]) -> EnergyBaseline:
-        """Fit on records (the training split) that carry energies. Returns self."""
-        if not isinstance(records, Sequence):
-            records = list(records)
-        if not records:
+    def fit(self, records: Iterable[FeatureRecord]) -> EnergyBaseline:
+        """Fit on records (the training split; any iterable, read once) that carry energies. Returns self."""
+        return self.fit_stats(EnergyStats().update_records(records))
+
+    def fit_stats(self, stats: EnergyStats) -> EnergyBaseline:
+        """Fit on streamed sums (:class:`amptorch.data.streaming.EnergyStats`). Returns self.
+
+        The refs minimize sum over frames of (E/n - sum_Z x_Z refs[Z])^2 + lam |refs|^2 (x: composition
+        fractions; lam: ``ridge`` of the mean squared column norm), solved from the rows' QR factor.
+        """
+        if stats.structures == 0:
             raise InputError("baseline: no training structures to fit the energy baseline on")
-        counts = np.zeros((len(records), N_Z), dtype=np.float64)
-        energy = np.empty(len(records), dtype=np.float64)
-        for k, r in enumerate(records):
-            if r.energy is None or not np.isfinite(r.energy):
-                raise InputError(
-                    f"{where(k)}energy: got {r.energy!r}; expected a finite energy (eV) to fit on"
-                )
-            z = np.asarray(r.numbers, dtype=np.int64)
-            if z.size == 0:
-                raise InputError(f"{where(k)}numbers: no atoms; expected at least one")
-            counts[k] = np.bincount(z, minlength=N_Z)
-            energy[k] = float(r.energy)
-        n = counts.sum(axis=1)
-        cols = np.flatnonzero(counts.any(axis=0))
-        a = counts[:, cols] / n[:, None]  # composition fractions (B, S)
-        y = energy / n  # eV/atom
-        # ridge as extra rows (better conditioned than the normal equations)
-        lam = self.ridge * float((a * a).sum()) / len(cols)
-        a_aug = np.vstack([a, np.sqrt(lam) * np.eye(len(cols))])
-        y_aug = np.concatenate([y, np.zeros(len(cols))])
-        sol = np.linalg.lstsq(a_aug, y_aug, rcond=None)[0]
+        cols, sol, _, var = stats.solve(self.ridge)
         self.refs = np.zeros(N_Z, dtype=np.float64)
         self.refs[cols] = sol
         self.elements = [int(c) for c in cols]
-        resid = y - a @ sol
-        self.energy_scale = max(float(resid.std()), self.floor)
+        self.energy_scale = max(float(np.sqrt(var)), self.floor)
         return self
 
     def atom_refs(self, numbers: np.ndarray) -> np.ndarray:

@@ -15,6 +15,13 @@ and array bytes, verified on every read (a damaged record is an
 :class:`InputError` naming the record and the file). Stores of format
 version 1 (before checksums) still read, unverified.
 
+A record is a FeatureRecord or, in a geometry store (metadata ``kind:
+"geometry"``, issue 11), a :class:`~amptorch.data.geometry.GeometryRecord`:
+numbers (uint8), positions, cell, pbc and labels, no neighbour lists; its
+header says ``"kind": "geometry"``. One encoder and decoder handle both.
+A folder written by :func:`amptorch.data.shards.build_store` (``store.json``
+and LMDB shards) opens through :func:`get_lmdb_dataset` the same way.
+
 Writing commits every ``batch_size`` structures; calling :func:`write_lmdb`
 again after a kill skips the keys already written. It continues only onto
 the same inputs: the metadata holds ``inputs_sha256``, a hash of every input
@@ -53,6 +60,7 @@ except ImportError:  # not POSIX: no writer lock
     fcntl = None  # type: ignore[assignment]
 
 from amptorch.data.featurize import featurize
+from amptorch.data.geometry import GeometryRecord, geometry_record
 from amptorch.data.io import labels, read_structures
 from amptorch.descriptors.base import Descriptor, structure_arrays
 from amptorch.descriptors.record import FeatureRecord
@@ -65,6 +73,8 @@ METADATA_KEY = b"__metadata__"
 DEFAULT_MAP_SIZE = 1 << 40  # 1 TiB of address space; the file grows only as needed
 _ALLOWED_DTYPES = {"<f8", "<f4", "<i8", "<i4", "|b1", "|u1"}
 _FLAGS = ("derivatives", "strain", "dtype")
+KINDS = ("features", "geometry")  # metadata "kind" (absent in stores before geometry records: "features")
+_GEOMETRY_FIELDS = ("numbers", "positions", "cell", "pbc", "energy", "forces", "stress")
 
 
 def record_key(index: int) -> bytes:
@@ -75,10 +85,29 @@ def record_key(index: int) -> bytes:
 # --------------------------------------------------------------------- records
 
 
-def encode_record(record: FeatureRecord) -> bytes:
-    """Bytes of one record: magic, header length, JSON header, aligned raw buffers (no pickle)."""
+def _record_arrays(record: FeatureRecord | GeometryRecord) -> tuple[str, dict[str, np.ndarray]]:
+    """(kind, arrays) of a record; a geometry record keeps no neighbour list and stores numbers as uint8."""
+    if isinstance(record, FeatureRecord):
+        return "features", record.to_arrays()
+    if not isinstance(record, GeometryRecord):
+        raise InputError(f"record: got {type(record).__name__}; expected a FeatureRecord or a GeometryRecord")
+    numbers = np.asarray(record.numbers)
+    if numbers.size and not (numbers.min() >= 1 and numbers.max() <= 118):
+        raise InputError(f"record.numbers: {numbers.min()}..{numbers.max()}; expected atomic numbers 1..118")
+    arrays = {name: getattr(record, name) for name in _GEOMETRY_FIELDS if getattr(record, name) is not None}
+    arrays["numbers"] = numbers.astype(np.uint8)
+    arrays["pbc"] = np.asarray(record.pbc, dtype=bool)
+    return "geometry", arrays
+
+
+def encode_record(record: FeatureRecord | GeometryRecord) -> bytes:
+    """Bytes of one record: magic, header length, JSON header, aligned raw buffers (no pickle).
+
+    A GeometryRecord's header holds ``"kind": "geometry"`` (a FeatureRecord's has no kind, as before).
+    """
+    kind, arrays = _record_arrays(record)
     entries, buffers, offset = [], [], 0
-    for name, arr in record.to_arrays().items():
+    for name, arr in arrays.items():
         a = np.asarray(arr)
         a = np.asarray(
             a, dtype=a.dtype.newbyteorder("<"), order="C"
@@ -92,7 +121,10 @@ def encode_record(record: FeatureRecord) -> bytes:
         buffers.append(raw + b"\0" * pad)
         offset += len(raw) + pad
     payload = b"".join(buffers)
-    header = json.dumps({"fields": entries, "crc32": _checksum(entries, payload)}, separators=(",", ":")).encode()
+    head = {"fields": entries, "crc32": _checksum(entries, payload)}
+    if kind == "geometry":
+        head["kind"] = kind
+    header = json.dumps(head, separators=(",", ":")).encode()
     header += b" " * ((-len(header)) % 8)
     return MAGIC + struct.pack("<Q", len(header)) + header + payload
 
@@ -103,8 +135,10 @@ def _checksum(entries: list, payload: bytes | memoryview) -> int:
     return zlib.crc32(payload, zlib.crc32(table))
 
 
-def decode_record(data: bytes | bytearray | memoryview, key: str = "", checksum: bool | None = None) -> FeatureRecord:
-    """Inverse of :func:`encode_record`; arrays are writable copies.
+def decode_record(
+    data: bytes | bytearray | memoryview, key: str = "", checksum: bool | None = None
+) -> FeatureRecord | GeometryRecord:
+    """Inverse of :func:`encode_record`; arrays are writable copies (a GeometryRecord for ``kind: geometry``).
 
     ``checksum``: None verifies the header's ``crc32`` when there is one (records of
     format version 1 have none), True requires it, False skips it.
@@ -146,7 +180,31 @@ def decode_record(data: bytes | bytearray | memoryview, key: str = "", checksum:
             raise InputError(f"lmdb record {key}: field {name} truncated; expected {nbytes} bytes")
         a = np.frombuffer(buf, dtype=np.dtype(dt), count=count, offset=start + off).reshape(tuple(shape))
         arrays[name] = a.astype(a.dtype.newbyteorder("="), copy=False)
+    kind = header.get("kind", "features")
+    if kind == "geometry":
+        return _geometry_from_arrays(arrays, key)
+    if kind != "features":
+        raise InputError(f"lmdb record {key}: kind {kind!r}; expected one of {list(KINDS)} (upgrade amptorch?)")
     return FeatureRecord.from_arrays(arrays)
+
+
+def _geometry_from_arrays(arrays: dict[str, np.ndarray], key: str) -> GeometryRecord:
+    missing = [n for n in ("numbers", "positions", "cell", "pbc") if n not in arrays]
+    if missing:
+        raise InputError(f"lmdb record {key}: geometry without {missing[0]!r}; expected numbers, positions, cell, pbc")
+    n = arrays["numbers"].shape[0]
+    energy = arrays.get("energy")
+    record = GeometryRecord(
+        numbers=arrays["numbers"].astype(np.int64), positions=arrays["positions"].astype(np.float64, copy=False),
+        cell=arrays["cell"].astype(np.float64, copy=False), pbc=arrays["pbc"].astype(bool, copy=False),
+        energy=None if energy is None else float(energy), forces=arrays.get("forces"), stress=arrays.get("stress"),
+    )  # fmt: skip
+    shapes = {"positions": (n, 3), "cell": (3, 3), "pbc": (3,), "forces": (n, 3), "stress": (6,)}
+    for name, shape in shapes.items():
+        arr = getattr(record, name)
+        if arr is not None and arr.shape != shape:
+            raise InputError(f"lmdb record {key}: {name} has shape {arr.shape}; expected {shape}")
+    return record
 
 
 # -------------------------------------------------------------------- metadata
@@ -233,6 +291,12 @@ def _reader(path: str) -> lmdb.Environment:
         if env is None:
             env = _READERS[key] = _open_read(path)
         return env
+
+
+def _is_open(path: str | os.PathLike) -> bool:
+    """Whether this process holds a shared reader of ``path``."""
+    with _READERS_LOCK:
+        return os.path.realpath(path) in _READERS
 
 
 def _drop_reader(path: str) -> None:
@@ -322,7 +386,8 @@ def _open_write(path: str, map_size: int) -> lmdb.Environment:
 def update_metadata(path: str | os.PathLike, **entries) -> dict:
     """Add JSON-able entries (e.g. ``feature_scaler=scaler.to_dict()``) to a database's metadata."""
     path = os.fspath(path)
-    reserved = {"format", "version", "descriptor", "descriptor_hash", "count", "total", "inputs_sha256", *_FLAGS}
+    reserved = {"format", "version", "descriptor", "descriptor_hash", "count", "total", "inputs_sha256", "kind",
+                "atoms", *_FLAGS}
     bad = sorted(set(entries) & reserved)
     if bad:
         raise InputError(f"metadata: {bad[0]!r} is written by write_lmdb; expected another key")
@@ -385,7 +450,12 @@ def _check_compatible(old: dict, new: dict, path: str) -> None:
             "expected the same descriptor settings (or overwrite=True / amptorch featurize --overwrite, or another "
             "path)"
         )
-    for key in (*_FLAGS, "n_features", "total"):
+    if old.get("kind", "features") != new.get("kind", "features"):
+        raise InputError(
+            f"lmdb {path!r}: a {old.get('kind', 'features')} store, this call writes {new.get('kind')} records; "
+            "expected the same kind (or overwrite=True / amptorch featurize --overwrite, or another path)"
+        )
+    for key in (*_FLAGS, "n_features", "total", "with_labels", "forces", "stress"):
         if old.get(key) is not None and new.get(key) is not None and old.get(key) != new.get(key):
             raise InputError(
                 f"lmdb {path!r}: {key} is {old.get(key)!r} in the database, {new.get(key)!r} in this call; "
@@ -409,6 +479,8 @@ def write_lmdb(
     stress: bool = False,
     metadata: dict | None = None,
     overwrite: bool = False,
+    kind: str = "features",
+    first_index: int = 0,
 ) -> dict:
     """Featurize structures (or take records) and store them in an LMDB file.
 
@@ -428,12 +500,17 @@ def write_lmdb(
         metadata: extra JSON-able entries for the metadata (e.g. scalers).
         overwrite: replace an existing amptorch store at ``path`` instead of
             resuming it (never a file that is not one).
+        kind: "features" (FeatureRecords) or "geometry" (GeometryRecords of
+            the structures: geometry and labels, no descriptor, no neighbour
+            lists; for recompute-mode training).
+        first_index: the number of the first structure in error messages
+            (a shard of a larger set names its structures globally).
 
     Returns:
         The metadata written: ``format``, ``version``, ``descriptor``
         (settings or None), ``descriptor_hash``, ``count`` (records
-        written), ``total``, ``elements`` (atomic numbers), ``n_features``,
-        ``derivatives``, ``strain``, ``dtype`` and the extra entries.
+        written), ``total``, ``elements`` (atomic numbers), ``atoms`` (in all), ``n_features``,
+        ``derivatives``, ``strain``, ``dtype``, ``kind`` and the extra entries.
 
     Resuming: a second call with the same data and settings writes only the
     keys that are missing (e.g. after a kill); a database made from other
@@ -446,16 +523,31 @@ def write_lmdb(
     path = os.fspath(path)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise InputError(f"batch_size: got {batch_size!r}; expected a positive integer")
+    if kind not in KINDS:
+        raise InputError(f"kind: got {kind!r}; expected one of {list(KINDS)}")
+    first_index = int(first_index)
     _check_target(path)  # a folder, a foreign or truncated file: refused before any work
     items = images_or_records
+    record_type = GeometryRecord if kind == "geometry" else FeatureRecord
     is_records = (
         not isinstance(items, (str, os.PathLike, Atoms))
         and hasattr(items, "__len__")
         and hasattr(items, "__getitem__")
         and len(items) > 0
-        and isinstance(items[0], FeatureRecord)
+        and isinstance(items[0], (FeatureRecord, GeometryRecord))
     )
-    if is_records:
+    if is_records and not isinstance(items[0], record_type):
+        raise InputError(f"records: {type(items[0]).__name__}s; expected {record_type.__name__}s for kind={kind!r}")
+    if kind == "geometry":
+        if descriptor is not None:
+            raise InputError("descriptor: a geometry store holds no fingerprints; expected descriptor=None")
+        items = list(items) if is_records else read_structures(items)
+        for k, r in enumerate(items if is_records else ()):
+            if not isinstance(r, GeometryRecord):
+                raise InputError(f"{where(first_index + k)}record: got {type(r).__name__}; expected a GeometryRecord")
+        n_features = 0
+        flags = {"derivatives": False, "strain": False, "dtype": "float64"}
+    elif is_records:
         items = list(items)  # a list, an AtomsDataset, ...
         for k, r in enumerate(items):
             if not isinstance(r, FeatureRecord):
@@ -483,7 +575,8 @@ def write_lmdb(
     if is_records:
         fingerprint = inputs_fingerprint(records=items)
     else:
-        fingerprint = inputs_fingerprint(items, with_labels=with_labels, forces=forces, stress=stress)
+        fingerprint = inputs_fingerprint(items, with_labels=with_labels, forces=forces, stress=stress,
+                                         first_index=first_index)  # fmt: skip
     new_meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -492,10 +585,14 @@ def write_lmdb(
         "count": 0,
         "total": total,
         "elements": _elements(items),
+        "atoms": int(sum(len(x.numbers) for x in items)),
         "n_features": int(n_features),
         "inputs_sha256": fingerprint,
+        "kind": kind,
         **flags,
     }
+    if kind == "geometry":
+        new_meta.update(with_labels=bool(with_labels), forces=bool(forces), stress=bool(stress))
     if metadata:
         new_meta.update({k: v for k, v in metadata.items() if k not in new_meta})
     try:
@@ -511,9 +608,20 @@ def write_lmdb(
             _check_overwritable(path, map_size)
             os.unlink(path)
             exists = False
-        return _write(path, items, is_records, descriptor, new_meta, exists, int(batch_size), workers, progress,
-                      int(map_size), dict(derivatives=derivatives, strain=strain, dtype=dtype, with_labels=with_labels,
-                                          forces=forces, stress=stress))  # fmt: skip
+        return _write(path, _maker(items, is_records, kind, descriptor, workers, first_index, dict(
+            derivatives=derivatives, strain=strain, dtype=dtype, with_labels=with_labels, forces=forces,
+            stress=stress)), new_meta, exists, int(batch_size), progress, int(map_size))  # fmt: skip
+
+
+def _maker(items, is_records, kind, descriptor, workers, first_index, options):
+    """``make(keys) -> records`` for the keys (positions in ``items``) still to write."""
+    if is_records:
+        return lambda keys: [items[k] for k in keys]
+    if kind == "geometry":
+        labelled = {k: options[k] for k in ("with_labels", "forces", "stress")}
+        return lambda keys: [geometry_record(items[k], first_index + k, **labelled) for k in keys]
+    return lambda keys: featurize([items[k] for k in keys], descriptor, progress=False, workers=workers,
+                                  indices=[first_index + k for k in keys], **options)  # fmt: skip
 
 
 def _check_target(path: str) -> bool:
@@ -533,6 +641,7 @@ def inputs_fingerprint(
     with_labels: bool = True,
     forces: bool = True,
     stress: bool = False,
+    first_index: int = 0,
 ) -> str:
     """sha256 (hex) of the inputs of :func:`write_lmdb`, in order: what a store was made from.
 
@@ -550,10 +659,10 @@ def inputs_fingerprint(
         return h.hexdigest()
     h.update(f"structures|labels={int(bool(with_labels))}|f={int(bool(forces))}|s={int(bool(stress))}".encode())
     for k, atoms in enumerate(images or ()):
-        numbers, positions, cell, pbc = structure_arrays(atoms, k)
+        numbers, positions, cell, pbc = structure_arrays(atoms, first_index + k)
         arrays = [numbers.astype("<i8"), positions.astype("<f8"), cell.astype("<f8"), pbc.astype(np.uint8)]
         if with_labels:
-            lab = labels(atoms, k, forces=forces, stress=stress)
+            lab = labels(atoms, first_index + k, forces=forces, stress=stress)
             arrays += [np.asarray(lab[key], dtype="<f8") for key in ("energy", "forces", "stress") if key in lab]
         h.update(struct.pack("<Q", len(arrays)))
         for arr in arrays:
@@ -599,7 +708,7 @@ def _commit(env: lmdb.Environment, keys: Sequence[int], blobs: Sequence[bytes], 
         txn.put(METADATA_KEY, json.dumps(meta).encode())
 
 
-def _write(path, items, is_records, descriptor, new_meta, exists, batch_size, workers, progress, map_size, options):
+def _write(path, make, new_meta, exists, batch_size, progress, map_size):
     """The body of :func:`write_lmdb`, under the writer lock."""
     total = new_meta["total"]
     count = written = 0
@@ -627,12 +736,7 @@ def _write(path, items, is_records, descriptor, new_meta, exists, batch_size, wo
                 missing = [k for k in range(start, stop) if txn.get(record_key(k)) is None]
             if not missing:
                 continue
-            if is_records:
-                recs = [items[k] for k in missing]
-            else:
-                recs = featurize([items[k] for k in missing], descriptor, progress=False, indices=missing,
-                                 workers=workers, **options)  # fmt: skip
-            blobs = [encode_record(r) for r in recs]
+            blobs = [encode_record(r) for r in make(missing)]
             new_meta["count"] = count + len(missing)
             _commit(env, missing, blobs, new_meta)
             count += len(missing)
@@ -673,7 +777,11 @@ def _write(path, items, is_records, descriptor, new_meta, exists, batch_size, wo
 
 
 class LmdbDataset(Dataset):
-    """Records of one or more LMDB files as a torch-style Dataset (``len``, ``[k]`` -> FeatureRecord).
+    """Records of one or more LMDB files as a torch-style Dataset (``len``, ``[k]`` -> record).
+
+    ``[k]`` is a FeatureRecord, or for a geometry store a GeometryRecord; after
+    :meth:`neighbors_within` (recompute-mode training) each geometry record
+    read gets its neighbour list there, so DataLoader workers build them.
 
     Files are opened lazily, read-only and without locks, once per process
     (shared by every dataset of that process), so the dataset works in
@@ -688,6 +796,8 @@ class LmdbDataset(Dataset):
         cache_size: records kept by the "partial" cache.
         allow_incomplete: read a database whose writing was interrupted
             (only the records written; by default that is an error).
+        cutoff: neighbour-list cutoff (Å) of geometry records read (see
+            :meth:`neighbors_within`); None: records as stored.
 
     Attributes:
         metadata: the first file's metadata dict; ``metadatas`` all of them.
@@ -699,6 +809,7 @@ class LmdbDataset(Dataset):
         cache: str = "no",
         cache_size: int = 4096,
         allow_incomplete: bool = False,
+        cutoff: float | None = None,
     ):
         if isinstance(path_or_paths, (str, os.PathLike)):
             paths = [os.fspath(path_or_paths)]
@@ -719,11 +830,12 @@ class LmdbDataset(Dataset):
                     f"lmdb_path: {p!r} has descriptor hash {str(m.get('descriptor_hash'))[:16]}, "
                     f"{paths[0]!r} has {str(first.get('descriptor_hash'))[:16]}; expected the same descriptor"
                 )
-            for key in (*_FLAGS, "n_features"):
-                if m.get(key) != first.get(key):
+            for key in ("kind", *_FLAGS, "n_features"):
+                default = "features" if key == "kind" else None  # stores before geometry records hold features
+                if m.get(key, default) != first.get(key, default):
                     raise InputError(
-                        f"lmdb_path: {p!r} has {key}={m.get(key)!r}, {paths[0]!r} has {first.get(key)!r}; "
-                        "expected the same"
+                        f"lmdb_path: {p!r} has {key}={m.get(key, default)!r}, {paths[0]!r} has "
+                        f"{first.get(key, default)!r}; expected the same"
                     )
         lengths = []
         for p, m in zip(paths, self.metadatas, strict=True):
@@ -734,6 +846,9 @@ class LmdbDataset(Dataset):
                 )
             lengths.append(int(m["count"]))
         self._ends = np.cumsum(lengths).tolist()
+        self.cutoff: float | None = None
+        if cutoff is not None:
+            self.neighbors_within(cutoff)
         self._lru: OrderedDict = OrderedDict()
         self._records: list[FeatureRecord] | None = None
         if cache == "full":
@@ -749,6 +864,23 @@ class LmdbDataset(Dataset):
         return int(self.metadata["n_features"])
 
     @property
+    def kind(self) -> str:
+        """"features" (FeatureRecords) or "geometry" (GeometryRecords)."""
+        return str(self.metadata.get("kind", "features"))
+
+    def neighbors_within(self, cutoff: float) -> LmdbDataset:
+        """Give every geometry record read a neighbour list within ``cutoff`` Å (built where it is read: in
+        DataLoader workers). Returns self; an InputError for a store of fingerprints."""
+        if self.kind != "geometry":
+            raise InputError(f"lmdb {self.paths[0]!r}: holds fingerprints; expected a geometry store for neighbour "
+                             "lists")  # fmt: skip
+        cutoff = float(cutoff)
+        if not cutoff > 0:
+            raise InputError(f"cutoff: got {cutoff}; expected a positive number of Å")
+        self.cutoff = cutoff
+        return self
+
+    @property
     def elements(self) -> list[int]:
         """Sorted atomic numbers present in all files."""
         return sorted({int(z) for m in self.metadatas for z in m.get("elements", [])})
@@ -758,7 +890,8 @@ class LmdbDataset(Dataset):
         from amptorch.descriptors import from_settings
 
         if self.metadata.get("descriptor") is None:
-            raise InputError(f"lmdb {self.paths[0]!r}: no descriptor settings stored")
+            what = "a geometry store holds no fingerprints" if self.kind == "geometry" else "no descriptor settings"
+            raise InputError(f"lmdb {self.paths[0]!r}: {what}; expected a store of fingerprints")
         return from_settings(self.metadata["descriptor"])
 
     def __len__(self) -> int:
@@ -774,7 +907,14 @@ class LmdbDataset(Dataset):
         checksum = True if self.metadatas[db].get("version", 1) >= 2 else None  # version 1: no checksums
         return decode_record(raw, key=f"{local} of {self.paths[db]!r}", checksum=checksum)
 
-    def __getitem__(self, index: int) -> FeatureRecord:
+    def __getitem__(self, index: int) -> FeatureRecord | GeometryRecord:
+        record = self.raw(index)
+        if self.cutoff is not None:
+            return record.with_neighbors(self.cutoff)
+        return record
+
+    def raw(self, index: int) -> FeatureRecord | GeometryRecord:
+        """Record ``index`` as stored (a geometry record without its neighbour list)."""
         n = len(self)
         index = int(index)
         if index < 0:
@@ -809,7 +949,19 @@ class LmdbDataset(Dataset):
 def get_lmdb_dataset(
     lmdb_paths: str | os.PathLike | Sequence[str | os.PathLike], cache_type: str = "no"
 ) -> LmdbDataset:
-    """The original's loader: ``cache_type`` "no" | "partial" | "full" (see :class:`LmdbDataset`)."""
+    """The original's loader: ``cache_type`` "no" | "partial" | "full" (see :class:`LmdbDataset`).
+
+    A folder with ``store.json`` (:func:`amptorch.data.shards.build_store`) opens as a ShardedDataset.
+    """
+    paths = [lmdb_paths] if isinstance(lmdb_paths, (str, os.PathLike)) else list(lmdb_paths)
+    folders = [p for p in paths if os.path.isdir(p)]
+    if folders:
+        from amptorch.data.shards import ShardedDataset
+
+        if len(paths) > 1:
+            raise InputError(f"lmdb_path: {os.fspath(folders[0])!r} is a sharded store in a list of {len(paths)}; "
+                             "expected one store folder, or a list of LMDB files")  # fmt: skip
+        return ShardedDataset(paths[0], cache=cache_type)
     return LmdbDataset(lmdb_paths, cache=cache_type)
 
 

@@ -32,10 +32,9 @@ import re
 import warnings
 from collections import OrderedDict
 
-import lmdb
 import numpy as np
 
-from amptorch.data.lmdb import METADATA_KEY, check_lmdb_file, read_metadata, write_lmdb
+from amptorch.data.lmdb import METADATA_KEY, _drop_reader, _is_open, _reader, read_metadata, write_lmdb
 from amptorch.descriptors import Descriptor, FeatureRecord
 from amptorch.descriptors.registry import by_scheme
 from amptorch.errors import InputError, where
@@ -237,7 +236,8 @@ def read_original_lmdb(path: str | os.PathLike) -> tuple[list[FeatureRecord], De
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{path!r}: no such file; expected an LMDB file written by the original AmpTorch")
-    env = lmdb.open(path, subdir=False, readonly=True, lock=False, readahead=False, meminit=False)
+    opened = not _is_open(path)
+    env = _reader(path)  # the process's shared read-only handle (py-lmdb opens a file once per process)
     try:
         with env.begin() as txn:
 
@@ -257,7 +257,8 @@ def read_original_lmdb(path: str | os.PathLike) -> tuple[list[FeatureRecord], De
                     raise InputError(f"{path!r}: key {str(k)!r} missing; expected {length} records")
                 records.append(convert_record(data, unscale, k))
     finally:
-        env.close()
+        if opened:
+            _drop_reader(path)
     return records, descriptor
 
 
@@ -285,13 +286,13 @@ def is_original_store(path: str | os.PathLike) -> bool:
     path = os.fspath(path)
     if not os.path.isfile(path):
         return False
-    check_lmdb_file(path)
-    env = lmdb.open(path, subdir=False, readonly=True, lock=False, readahead=False, meminit=False)
+    opened = not _is_open(path)  # py-lmdb opens a file once per process: reuse a reader that is open already
     try:
-        with env.begin() as txn:
+        with _reader(path).begin() as txn:
             return txn.get(METADATA_KEY) is None and txn.get(b"length") is not None
     finally:
-        env.close()
+        if opened:
+            _drop_reader(path)
 
 
 def ours(paths, cache_dir: str | os.PathLike) -> list[str]:

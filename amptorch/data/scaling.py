@@ -11,12 +11,13 @@ Models take the tables as buffers; nothing here depends on the model.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from amptorch.data.streaming import FeatureStats
 from amptorch.descriptors.record import N_Z, FeatureRecord
-from amptorch.errors import InputError, where
+from amptorch.errors import InputError
 
 KINDS = ("normalize", "standardize")
 
@@ -90,47 +91,34 @@ class FeatureScaler:
             raise InputError("the FeatureScaler is not fitted; call fit(records) first", "scaling")
         return int(self.shift.shape[1])
 
-    def _stats(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(shift, scale) of rows x (m, F)."""
+    def _tables(self, n, mean, m2, fmin, fmax) -> tuple[np.ndarray, np.ndarray]:
+        """(shift, scale) from count, mean, M2, min and max (arrays over features, or (rows, F) tables)."""
         if self.kind == "normalize":
             lo, hi = self.range
-            fmin, fmax = x.min(axis=0), x.max(axis=0)
             spread = fmax - fmin
-            spread[spread < self.threshold] = 1.0
+            spread = np.where(spread < self.threshold, 1.0, spread)
             scale = spread / (hi - lo)
             return fmin - lo * scale, scale
-        mean = x.mean(axis=0)
-        std = x.std(axis=0)
-        std[std < self.threshold] = 1.0
-        return mean, std
+        std = np.sqrt(m2 / n)
+        return mean, np.where(std < self.threshold, 1.0, std)
 
-    def fit(self, records: Sequence[FeatureRecord]) -> FeatureScaler:
-        """Fit the tables on ``records`` (the training split). Returns self."""
-        if not isinstance(records, Sequence):
-            records = list(records)
-        if not records:
+    def fit(self, records: Iterable[FeatureRecord]) -> FeatureScaler:
+        """Fit the tables on ``records`` (the training split; any iterable, read once). Returns self."""
+        return self.fit_stats(FeatureStats().update_records(records))
+
+    def fit_stats(self, stats: FeatureStats) -> FeatureScaler:
+        """Fit the tables on streamed statistics (:class:`amptorch.data.streaming.FeatureStats`). Returns self."""
+        if stats.n_features is None:
             raise InputError("scaling: no training structures to fit the feature scaler on")
-        feats, nums = [], []
-        n_features = np.asarray(records[0].features).shape[-1]
-        for k, r in enumerate(records):
-            # a copy: a record read from LMDB is a view of its whole buffer (derivatives included)
-            f = np.array(r.features, dtype=np.float64)
-            if f.ndim != 2 or f.shape[1] != n_features:
-                raise InputError(f"{where(k)}features: shape {f.shape}; expected (n_atoms, {n_features})")
-            if not np.isfinite(f).all():
-                raise InputError(f"{where(k)}features: non-finite values; expected finite fingerprints")
-            feats.append(f)
-            nums.append(np.asarray(r.numbers, dtype=np.int64))
-        x = np.concatenate(feats)
-        z = np.concatenate(nums)
-        if x.shape[0] == 0:
+        if stats.n == 0:
             raise InputError("scaling: the training structures hold no atoms")
-        g_shift, g_scale = self._stats(x)
+        g_shift, g_scale = self._tables(stats.n, stats.g_mean, stats.g_m2, stats.g_min, stats.g_max)
         shift = np.tile(g_shift, (N_Z, 1))
         scale = np.tile(g_scale, (N_Z, 1))
         if self.elementwise:
-            for el in np.unique(z):
-                shift[el], scale[el] = self._stats(x[z == el])
+            rows = np.flatnonzero(stats.count > 0)
+            shift[rows], scale[rows] = self._tables(stats.count[rows, None], stats.mean[rows], stats.m2[rows],
+                                                    stats.min[rows], stats.max[rows])  # fmt: skip
         self.shift, self.scale = shift, scale
         return self
 

@@ -83,6 +83,14 @@ class AmpTorchCalculator(Calculator):
             Results do not depend on it (up to round-off).
         fused: use the fused path where the descriptor has one; False takes the
             training path (slower; for cross-checks).
+        uncertainty: "ensemble", "dropout" or "latent" (None: none): ``results`` then also hold
+            ``energy_uncertainty`` (float, eV) and ``forces_uncertainty`` ((n,) eV/Å, per component),
+            calibrated where the checkpoint is calibrated for the method (``results["calibrated"]``),
+            raw σ otherwise. With "ensemble" energy, forces and stress are the member means (all
+            members in one batched network pass, one force pass per member); "dropout" adds one
+            network pass over T copies and T force passes; "latent" a k-nearest-neighbour query.
+            The methods come from ``potential.uq`` (docs/uncertainty.md); a method the checkpoint
+            cannot give is an InputError here, before any structure.
         kwargs: passed to ase's Calculator (e.g. ``label``).
 
     ``stress`` of a structure that is not periodic along all three axes
@@ -107,6 +115,7 @@ class AmpTorchCalculator(Calculator):
         n_threads: int = 0,
         skin: float = 0.5,
         fused: bool = True,
+        uncertainty: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -120,6 +129,11 @@ class AmpTorchCalculator(Calculator):
         self._numbers: tuple[np.ndarray, torch.Tensor] | None = None  # (Z, Z on the model's device)
         self._checked: tuple[int, ...] = ()  # the element set last checked
         self._stress_asked = False
+        self._uq_calibration = None  # the method's calibration (amptorch.uq.Calibration), if the checkpoint has one
+        self.uncertainty = None if uncertainty is None else self._uq_method(uncertainty)
+        if self.uncertainty is not None:  # calc.get_property("energy_uncertainty", atoms) works too
+            self.implemented_properties = [*type(self).implemented_properties, "energy_uncertainty",
+                                           "forces_uncertainty"]  # fmt: skip
 
     # -- the ASE hook -----------------------------------------------------------
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
@@ -138,7 +152,10 @@ class AmpTorchCalculator(Calculator):
             self.potential.check_elements(atoms.numbers)
             self._checked = uniq
         with self._threads():
-            if self.inference is not None:
+            sigma = None
+            if self.uncertainty is not None:
+                energies, forces, stress, sigma = self._with_uncertainty(atoms, periodic)
+            elif self.inference is not None:
                 energies, forces, stress = self._fused(atoms, periodic)
             else:
                 # once stress was asked for, compute it with every call: ASE asks for forces, energy and
@@ -152,6 +169,8 @@ class AmpTorchCalculator(Calculator):
         }
         if stress is not None:
             self.results["stress"] = stress
+        if sigma is not None:
+            self.results.update(sigma)
 
     @contextmanager
     def _threads(self):
@@ -167,29 +186,130 @@ class AmpTorchCalculator(Calculator):
             if torch.get_num_threads() != torch_threads:
                 torch.set_num_threads(torch_threads)
 
-    def _fused(self, atoms, periodic: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """GMP features -> energies -> dE/dfeatures -> forces and virial (see the module docstring)."""
+    def _fused(
+        self, atoms, periodic: bool, keep: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """GMP features -> energies -> dE/dfeatures -> forces and virial (see the module docstring).
+
+        ``keep``: when given, receives the features ``x`` (n, F) tensor, ``numbers`` and ``latent`` (n, H)
+        (what the uncertainty methods reuse)."""
+        pot = self.potential
+        x = self._fused_features(atoms).requires_grad_(True)
+        with torch.enable_grad():
+            energies, h = pot.model.atomic_energies(x, self._numbers[1])  # (n,) eV, (n, H)
+            (dEdG,) = torch.autograd.grad(energies.sum(), x)  # (n, F)
+        if keep is not None:
+            keep.update(x=x.detach(), numbers=self._numbers[1], latent=h.detach())
+        forces, stress = self._fused_forces(dEdG, atoms, periodic)
+        return energies.detach().to("cpu", torch.float64).numpy(), forces, stress
+
+    def _fused_features(self, atoms) -> torch.Tensor:
+        """(n, F) features of the fused kernel on the model's device and dtype (``self._numbers`` kept current)."""
         pot = self.potential
         feats = self.inference.features(atoms, self.n_threads)  # (n, F) float64
         if self._numbers is None or not np.array_equal(self._numbers[0], atoms.numbers):
             self._numbers = (atoms.numbers.copy(), torch.as_tensor(atoms.numbers, dtype=torch.long, device=pot.device))
-        x = torch.from_numpy(feats).to(device=pot.device, dtype=pot.dtype).requires_grad_(True)
-        with torch.enable_grad():
-            energies, _ = pot.model.atomic_energies(x, self._numbers[1])  # (n,) eV
-            (dEdG,) = torch.autograd.grad(energies.sum(), x)  # (n, F)
+        return torch.from_numpy(feats).to(device=pot.device, dtype=pot.dtype)
+
+    def _fused_forces(self, dEdG: torch.Tensor, atoms, periodic: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Forces (n, 3) eV/Å and Voigt stress (eV/Å^3, None off a periodic cell) from dE/dfeatures (n, F)."""
         forces, virial = self.inference.forces(dEdG.to("cpu", torch.float64).numpy(), self.n_threads)
         stress = None
         if periodic:
             s = virial / atoms.get_volume()
             s = 0.5 * (s + s.T)
             stress = voigt(s)
-        return energies.detach().to("cpu", torch.float64).numpy(), forces, stress
+        return forces, stress
 
-    def _recorded(self, atoms, want_stress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The training path: a FeatureRecord with derivative blocks through the model's autograd path."""
-        rec = self.potential.descriptor.compute(
+    # -- uncertainty ----------------------------------------------------------------
+    def _uq_method(self, name: str):
+        """The potential's method object for ``name`` (InputError when the checkpoint cannot give it)."""
+        state = self.potential.uq  # amptorch.uq, read lazily: a calculator without uncertainty never imports it
+        method = state.method(name)
+        self._uq_calibration = state.calibrations.get(method.name)
+        return method
+
+    def _with_uncertainty(self, atoms, periodic: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
+        """Energies, forces, stress and the σ results of one structure (the method's own batched pass)."""
+        from amptorch.uq.base import sample_stats
+
+        method, pot = self.uncertainty, self.potential
+        want_stress = periodic and (self.inference is not None or self._stress_asked)
+        if method.name == "latent":
+            keep: dict = {}
+            if self.inference is not None:
+                energies, forces, stress = self._fused(atoms, periodic, keep)
+            else:
+                rec = self._record(atoms, want_stress)
+                energies, forces, stress, keep = self._recorded_latent(rec, want_stress)
+            lat = keep["latent"]
+            if method.layer % len(pot.model.network.hidden_layers) != len(pot.model.network.hidden_layers) - 1:
+                from amptorch.uq.latent import hidden_activations
+
+                with torch.no_grad():
+                    lat = hidden_activations(pot.model, keep["x"], keep["numbers"], method.layer)
+            atom_d = method.distances(lat, keep["numbers"])
+            e_std = float(method.aggregate_structures(atom_d, np.zeros(len(atom_d), dtype=np.int64), 1)[0])
+            return energies, forces, stress, self._sigma_results(e_std, atom_d, len(atom_d))
+        if self.inference is not None:
+            if method.replaces_prediction:  # the members' pass is the prediction: features only
+                keep = {"x": self._fused_features(atoms), "numbers": self._numbers[1]}
+            else:
+                keep = {}
+                energies, forces, stress = self._fused(atoms, periodic, keep)
+            e_s, dEdG = method.sample_pass(pot.model, keep["x"], keep["numbers"], grad=True)  # (S, n), (S, n, F)
+            per = [self._fused_forces(g, atoms, periodic) for g in dEdG]
+            f_s = np.stack([f for f, _ in per])  # (S, n, 3)
+            s_s = np.stack([s for _, s in per]) if periodic else None
+            e_s = e_s.to("cpu", torch.float64).numpy()
+        else:
+            rec = self._record(atoms, want_stress)
+            res = method.evaluate(pot, [rec], forces=True, stress=want_stress)
+            e_s, f_s = res["energies"], res["forces"]
+            s_s = res["stress"][:, 0] if want_stress else None
+            if not method.replaces_prediction:
+                energies, forces, stress = self._recorded(atoms, want_stress, rec)
+        stats = sample_stats(e_s.sum(axis=1, keepdims=True), f_s)
+        if method.replaces_prediction:  # the ensemble's prediction is its members' mean
+            energies, forces = e_s.mean(axis=0), stats["forces"]
+            stress = None if s_s is None else s_s.mean(axis=0)
+        return energies, forces, stress, self._sigma_results(float(stats["energy_std"][0]), stats["forces_std"],
+                                                             len(forces))  # fmt: skip
+
+    def _sigma_results(self, energy_std: float, forces_std: np.ndarray, n: int) -> dict:
+        """``energy_uncertainty`` (eV) and ``forces_uncertainty`` ((n,) eV/Å), calibrated where possible."""
+        pred = {"energy_std": np.array([energy_std]), "forces_std": [np.asarray(forces_std, dtype=np.float64)],
+                "n_atoms": np.array([n])}  # fmt: skip
+        if self._uq_calibration is not None:
+            pred = self._uq_calibration.apply(pred)
+            e, f = pred["energy_uncertainty"], pred["forces_uncertainty"]
+        else:
+            e, f = pred["energy_std"], pred["forces_std"]
+        return {"energy_uncertainty": float(e[0]), "forces_uncertainty": f[0],
+                "calibrated": self._uq_calibration is not None}  # fmt: skip
+
+    def _record(self, atoms, want_stress: bool):
+        """The structure's FeatureRecord with derivative blocks (and strain blocks when ``want_stress``)."""
+        return self.potential.descriptor.compute(
             atoms, derivatives=True, strain=want_stress, dtype=self.potential.np_dtype, n_threads=self.n_threads
         )
+
+    def _recorded_latent(self, rec, want_stress: bool):
+        """The training path with the latent kept: energies, forces, stress and {x, numbers, latent}."""
+        with torch.no_grad():
+            out = self.potential.model(collate([rec]), forces=True, stress=want_stress, latent=True,
+                                       create_graph=False)  # fmt: skip
+        pot = self.potential
+        keep = {"x": torch.as_tensor(rec.features, device=pot.device, dtype=pot.dtype),
+                "numbers": torch.as_tensor(rec.numbers, device=pot.device, dtype=torch.long), "latent": out["latent"]}
+        stress = out["stress"][0].to("cpu", torch.float64).numpy() if want_stress else None
+        return (out["energies"].to("cpu", torch.float64).numpy(), out["forces"].to("cpu", torch.float64).numpy(),
+                stress, keep)  # fmt: skip
+
+    def _recorded(self, atoms, want_stress: bool, rec=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The training path: a FeatureRecord with derivative blocks through the model's autograd path."""
+        if rec is None:
+            rec = self._record(atoms, want_stress)
         with torch.no_grad():
             out = self.potential.model(collate([rec]), forces=True, stress=want_stress, create_graph=False)
         stress = out["stress"][0].to("cpu", torch.float64).numpy() if want_stress else None

@@ -8,6 +8,10 @@ Layout (every file written atomically, ``amptorch.files``):
     model.pt     the model's state dict (weights, scaler tables, energy
                  baseline), read with torch.load(weights_only=True): loading
                  a checkpoint cannot execute code
+    uq.json, ensemble.pt, latent_*.npy
+                 the uncertainty state, when there is one (``amptorch.uq.state``:
+                 ensemble members, stored training latents, calibrations),
+                 read on first use of ``TrainedPotential.uq``, never with pickle
 """
 
 from __future__ import annotations
@@ -246,7 +250,9 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> TrainedPotenti
         config = json.loads(config_file.read_text()) if config_file.is_file() else None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise _bad(path, "config.json", "not valid JSON; expected the JSON file amptorch wrote") from None
-    return TrainedPotential(descriptor, model, meta["network"], meta=meta, config=config)
+    pot = TrainedPotential(descriptor, model, meta["network"], meta=meta, config=config)
+    pot.path = path  # its uncertainty files (uq.json, ...) are read from here on first use of pot.uq
+    return pot
 
 
 __all__ = ["FORMAT", "check_meta", "load", "meta_of", "read_meta", "save"]

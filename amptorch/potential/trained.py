@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from amptorch.descriptors.registry import entry_of
 from amptorch.errors import InputError, where
 from amptorch.models import AtomisticModel
 from amptorch.potential.metrics import Labels
+
+if TYPE_CHECKING:  # uq sits above potential: imported on use only
+    from amptorch.uq.state import UQState
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -54,6 +58,24 @@ class TrainedPotential:
         self.meta = dict(meta or {})
         self.config = config
         self._warned: set[tuple[int, ...]] = set()
+        self.path: Path | None = None  # the checkpoint directory it was loaded from or last saved to
+        self._uq: UQState | None = None  # read on first use of .uq
+
+    @property
+    def uq(self) -> UQState:
+        """The uncertainty methods this potential holds (``amptorch.uq.UQState``: ensemble, latent, dropout,
+        calibrations), read from the checkpoint directory on first use; empty for a potential never saved."""
+        if self._uq is None:
+            # lazy, as the registry's twins: uq sits above potential, so nothing here imports it at load
+            from amptorch.uq.state import UQState
+
+            has_files = self.path is not None and (Path(self.path) / "uq.json").is_file()
+            self._uq = UQState.load(self.path, self) if has_files else UQState(self)
+        return self._uq
+
+    @uq.setter
+    def uq(self, state: UQState) -> None:
+        self._uq = state
 
     @property
     def dtype(self) -> torch.dtype:
@@ -202,7 +224,15 @@ class TrainedPotential:
         """Write the checkpoint directory ``path`` (``amptorch.potential.checkpoint.save``)."""
         from amptorch.potential.checkpoint import save
 
-        return save(self, path, weights=weights, config=config)
+        path = Path(path)
+        moved = self.path is not None and Path(self.path).resolve() != path.resolve()
+        if self._uq is None and moved and (Path(self.path) / "uq.json").is_file():
+            self.uq  # noqa: B018 -- read the UQ files before writing them to the new directory
+        out = save(self, path, weights=weights, config=config)
+        if self._uq is not None and (not self._uq.empty or (path / "uq.json").is_file()):
+            self._uq.save(path)  # an emptied state overwrites the directory's old uq.json too
+        self.path = path
+        return out
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> TrainedPotential:

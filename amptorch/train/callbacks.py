@@ -120,10 +120,13 @@ class ResumeState(Callback):
 
     ``restore(net, state)`` on an initialized net, before ``partial_fit``, loads the weights and the optimizer
     (skorch's LRScheduler needs the optimizer's ``initial_lr`` when it makes the scheduler) and puts the rest
-    back at ``on_train_begin``, after the other callbacks have reset themselves there."""
+    back at ``on_train_begin``, after the other callbacks have reset themselves there.
 
-    def __init__(self, path: str | Path):
+    ``write=False`` (the ranks other than 0 of a distributed run): restores, writes nothing."""
+
+    def __init__(self, path: str | Path, write: bool = True):
         self.path = Path(path)
+        self.write = write
         self._pending: dict | None = None
 
     def restore(self, net, state: dict) -> None:
@@ -153,6 +156,8 @@ class ResumeState(Callback):
         set_rng_state(state["rng"])
 
     def on_epoch_end(self, net, **kwargs):
+        if not self.write:
+            return
         cbs = dict(net.callbacks_)
         best = cbs["best"]
         early = cbs.get("early")

@@ -344,11 +344,42 @@ class CmdSection(_Section):
         return _DTYPES[key]
 
 
+class UQSection(_Section):
+    """Uncertainty (amptorch; docs/uncertainty.md): an ensemble trained by one call, stored training latents,
+    MC-dropout samples (dropout itself is ``model.dropout``)."""
+
+    section: ClassVar[str] = "uq"
+
+    ensemble: int = Field(1, ge=1, le=64)  # members; > 1 trains them all (seeds seed + m) into one checkpoint
+    bootstrap: bool = False  # each member on its own bootstrap resample of the training split
+    # worker processes training members beside the main one (0: one after another; None: one per spare core)
+    ensemble_workers: int | None = Field(None, ge=0)
+    latent: bool | dict = False  # True or {k, aggregate, index, max_atoms, layer}: store training latents
+    dropout_samples: int = Field(20, ge=2)  # T of MC dropout
+
+    @field_validator("latent")
+    @classmethod
+    def _latent(cls, v: bool | dict) -> bool | dict:
+        if v is False:
+            return False
+        from amptorch.uq.latent import check_latent_options
+
+        opts = {} if v is True else dict(v)
+        allowed = ("k", "aggregate", "index", "max_atoms", "layer")
+        for key in opts:
+            if key not in allowed:
+                hit = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.4)
+                raise ValueError(f"unknown key {key!r}{f' (did you mean {hit[0]!r}?)' if hit else ''}; "
+                                 f"expected some of {list(allowed)}")  # fmt: skip
+        return check_latent_options(**opts)
+
+
 class Config(_Section):
     model: ModelSection = ModelSection()
     optim: OptimSection = OptimSection()
     dataset: DatasetSection = DatasetSection()
     cmd: CmdSection = CmdSection()
+    uq: UQSection = UQSection()
 
     def to_json(self) -> dict:
         """The fully defaulted config as plain JSON (raw_data summarized, callables named)."""
@@ -372,7 +403,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-SECTIONS = {"model": ModelSection, "optim": OptimSection, "dataset": DatasetSection, "cmd": CmdSection}
+SECTIONS = {"model": ModelSection, "optim": OptimSection, "dataset": DatasetSection, "cmd": CmdSection,
+            "uq": UQSection}  # fmt: skip
 
 
 def _nearest(loc: tuple, valid: list[str]) -> str:

@@ -110,13 +110,14 @@ class Plan:
         return plan
 
     def _check_recompute(self) -> None:
-        """Recompute mode needs geometry (not an LMDB of fingerprints) and a descriptor with a torch twin."""
+        """Recompute mode needs geometry (raw_data or a geometry store, not an LMDB of fingerprints) and a
+        descriptor with a torch twin."""
         ds = self.config.dataset
-        if ds.lmdb_path and ds.raw_data is None:
+        if ds.lmdb_path and ds.raw_data is None and not _geometry_store(ds.lmdb_path):
             raise InputError(
-                "'recompute' with dataset.lmdb_path: an LMDB store holds fingerprints and derivative blocks, "
-                "not geometry; expected 'stored' with an LMDB, or raw_data (a list of ase.Atoms or a file) "
-                "for 'recompute'",
+                "'recompute' with dataset.lmdb_path: an LMDB store of fingerprints holds derivative blocks, "
+                "not geometry; expected 'stored' with it, or a geometry store (amptorch featurize --geometry), "
+                "or raw_data (a list of ase.Atoms or a file) for 'recompute'",
                 "config dataset.features",
             )
         if self.descriptor_entry.twin is None:
@@ -167,6 +168,18 @@ class Plan:
     def descriptor(self, elements: list[str]) -> Descriptor:
         """The given descriptor, or that of ``dataset.fp_scheme`` / ``fp_params`` for these elements (built once)."""
         return self.given if self.given is not None else self._build(list(elements))
+
+
+def _geometry_store(path) -> bool:
+    """Whether ``dataset.lmdb_path`` names one geometry store (a file or a sharded folder) that can be read."""
+    from amptorch.data.shards import store_metadata
+
+    if not isinstance(path, str):
+        return False
+    try:
+        return store_metadata(path).get("kind") == "geometry"
+    except InputError:
+        return False
 
 
 def _no_twin(entry: DescriptorEntry) -> InputError:

@@ -35,19 +35,23 @@ from amptorch.data import (
     train_val_split,
 )
 from amptorch.data.dataset import RecordView
+from amptorch.data.lmdb_convert import ours
+from amptorch.data.streaming import EnergyStats, FeatureStats
 from amptorch.errors import InputError
 from amptorch.files import atomic_write, write_json
 from amptorch.models import AtomisticModel, build_model
 from amptorch.potential import TrainedPotential, errors
 from amptorch.potential.plots import parity_plot
+from amptorch.train import distributed
 from amptorch.train.callbacks import RESUME_FILE, RESUME_FORMAT, BestWeights, CSVLog, ResumeState
 from amptorch.train.config import Config
-from amptorch.train.net import AtomsLoss, AtomsNet, TrainingDiverged
+from amptorch.train.net import AtomsLoss, AtomsNet, TrainingDiverged, empty_batch
 from amptorch.train.plan import Plan, given_descriptor
 
 
 def _pair_collate(records):
-    b = collate(records)
+    # no records: a rank's empty slice of a short last batch (data-parallel training)
+    b = collate(records) if len(records) else empty_batch()
     return b, b
 
 
@@ -114,20 +118,34 @@ class AtomsTrainer:
         return self.plan.device
 
     def _new_run_dir(self) -> Path | None:
+        """The run directory (None with ``cmd.debug``): made by rank 0 alone; the other ranks of a distributed
+        run get its path from rank 0 (``cmd.run_dir`` on a file system every rank sees)."""
         cmd = self.config.cmd
         if cmd.debug:
             return None
         if self._resume is not None:
             return self._resume[0]
-        stamp = _dt.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
-        name = f"{stamp}-{cmd.identifier}" if cmd.identifier else stamp
-        path = Path(cmd.run_dir) / "checkpoints" / name
-        k = 1
-        while path.exists():
-            path = path.with_name(f"{name}-{k}")
-            k += 1
-        path.mkdir(parents=True)
-        return path
+        world = distributed.setup(self.plan.device)
+        path = None
+        if world.main:
+            stamp = _dt.datetime.now().strftime("%Y-%m-%d-%H-%M-%S")
+            name = f"{stamp}-{cmd.identifier}" if cmd.identifier else stamp
+            path = Path(cmd.run_dir) / "checkpoints" / name
+            k = 1
+            while path.exists():
+                path = path.with_name(f"{name}-{k}")
+                k += 1
+            path.mkdir(parents=True)
+        return Path(distributed.broadcast_text(None if path is None else str(path)))
+
+    def _ranks_in_turn(self):
+        """Around reading and featurizing the data: in a distributed run that writes while reading (the
+        fingerprint cache ``dataset.save_fps`` in stored mode, or the conversion of an original AmpTorch LMDB
+        named in ``lmdb_path``), rank 0 goes first and fills the cache, then the other ranks read it, so no
+        two processes write one file; otherwise every rank reads its data at once."""
+        ds, world = self.config.dataset, distributed.setup(self.plan.device)
+        writes = (ds.save_fps and not self.plan.recompute) or bool(ds.lmdb_path)
+        return distributed.main_first(writes and world.distributed)
 
     def _load_data(self, raw_data):
         """(records list or dataset, descriptor, elements)."""
@@ -135,7 +153,10 @@ class AtomsTrainer:
 
         plan, ds = self.plan, self.config.dataset
         if raw_data is None and ds.raw_data is None and ds.lmdb_path:
-            data = get_lmdb_dataset(ds.lmdb_path, ds.cache)
+            # a pickled store of the original AmpTorch is converted once (restricted unpickler) and cached
+            data = get_lmdb_dataset(ours(ds.lmdb_path, Path(self.config.cmd.run_dir) / "converted"), ds.cache)
+            if data.kind == "geometry":  # geometry and labels: recompute mode, neighbour lists built per item
+                return self._geometry_store(data)
             # the LMDB holds atomic numbers; the rest of training uses symbols
             descriptor, elements = data.descriptor(), [chemical_symbols[z] for z in data.elements]
             if plan.given is not None and descriptor.hash != plan.given.hash:
@@ -163,25 +184,58 @@ class AtomsTrainer:
         )  # fmt: skip
         return records, descriptor, elements
 
-    def _fit_records(self, train_records, descriptor) -> tuple[list, list]:
-        """(records with features, records with energies) to fit the scaler and the baseline on: the training
-        split itself, or in recompute mode its features computed without derivatives (C++ kernel) and its
-        geometry records (no neighbour lists)."""
-        if not self.plan.recompute:
-            return train_records, train_records
-        geometry = [train_records.source.records[i] for i in train_records.indices]
-        feats = descriptor.compute_many([g.to_atoms() for g in geometry], derivatives=False,
-                                        dtype=self.plan.np_dtype, workers=self.config.dataset.workers,
-                                        progress=False, indices=train_records.indices)  # fmt: skip
-        return feats, geometry
+    def _geometry_store(self, data) -> tuple:
+        """(dataset, descriptor, elements) of a geometry store (single file or sharded): recompute mode only;
+        the descriptor is the config's, for the store's elements (or ``dataset.elements``)."""
+        from ase.data import chemical_symbols
+
+        plan, ds = self.plan, self.config.dataset
+        if not plan.recompute:
+            raise InputError(f"{ds.lmdb_path!r} is a geometry store (no fingerprints); expected 'recompute' to train "
+                             "from it", "config dataset.features")  # fmt: skip
+        meta = data.metadata
+        for label, needed in (("forces", plan.forces), ("stress", plan.stress)):
+            if needed and not meta.get(label):
+                raise InputError(f"the geometry store {ds.lmdb_path!r} holds no {label} labels; expected a store "
+                                 f"built with {label} (or train without them)", "config dataset.lmdb_path")  # fmt: skip
+        elements = ds.elements or [chemical_symbols[z] for z in data.elements]
+        descriptor = plan.descriptor(elements)
+        try:
+            descriptor.check_elements(np.asarray(data.elements, dtype=np.int64))
+        except InputError as err:
+            raise err.within("config dataset.lmdb_path") from None
+        return data.neighbors_within(descriptor.cutoff), descriptor, elements
+
+    def _fit_records(self, train_records, descriptor, chunk: int = 256) -> tuple[FeatureStats, EnergyStats]:
+        """Feature statistics and energy sums of the training split, in one pass of ``chunk`` records at a time
+        (never the whole split in memory): its records, or in recompute mode its geometry records (no
+        neighbour lists) and their features computed without derivatives (C++ kernel)."""
+        features, energies = FeatureStats(), EnergyStats()
+        source = getattr(train_records, "source", None)
+        for start in range(0, len(train_records), chunk):
+            positions = range(start, min(len(train_records), start + chunk))
+            if not self.plan.recompute:
+                records = [train_records[k] for k in positions]
+                features.update_records(records, start)
+                energies.update_records(records, start)
+                continue
+            indices = [train_records.indices[k] for k in positions]
+            raw = source.records.__getitem__ if isinstance(source, GeometryDataset) else source.raw
+            geometry = [raw(i) for i in indices]
+            feats = descriptor.compute_many([g.to_atoms() for g in geometry], derivatives=False,
+                                            dtype=self.plan.np_dtype, workers=self.config.dataset.workers,
+                                            progress=False, indices=indices)  # fmt: skip
+            features.update_records(feats, start)
+            energies.update_records(geometry, start)
+        return features, energies
 
     def _build_model(self, train_records, descriptor, elements: list[str]) -> tuple[AtomisticModel, dict]:
         from ase.data import atomic_numbers
 
         plan = self.plan
-        with_features, with_energies = self._fit_records(train_records, descriptor)
-        scaler = FeatureScaler.from_config(self.config.dataset.scaling).fit(with_features)
-        baseline = EnergyBaseline().fit(with_energies)
+        features, energies = self._fit_records(train_records, descriptor)
+        scaler = FeatureScaler.from_config(self.config.dataset.scaling).fit_stats(features)
+        baseline = EnergyBaseline().fit_stats(energies)
         n_features = descriptor.length
         options = {"elements": sorted(atomic_numbers[e] for e in elements), **plan.network_options}
         network = build_model(plan.network, n_features, **options)
@@ -195,8 +249,9 @@ class AtomsTrainer:
     def _callbacks(self, has_val: bool, save) -> list:
         o, cmd = self.config.optim, self.config.cmd
         monitor = self.plan.monitor(has_val)
-        cbs: list = [("best", BestWeights(f"{monitor}_best", save=save))]
-        if self.run_dir is not None:
+        main = distributed.is_main()  # only rank 0 writes; every rank takes the same decisions
+        cbs: list = [("best", BestWeights(f"{monitor}_best", save=save if main else None))]
+        if self.run_dir is not None and main:
             cbs.append(("csv", CSVLog(self.run_dir / "metrics.csv")))
         if o.scheduler:
             policy = getattr(torch.optim.lr_scheduler, o.scheduler["policy"])
@@ -208,8 +263,8 @@ class AtomsTrainer:
             cbs.append(("early", EarlyStopping(monitor=monitor, patience=cmd.early_stopping_patience,
                                                lower_is_better=True, load_best=False)))  # fmt: skip
         if self.run_dir is not None:  # written after every epoch, so the last of the net's own callbacks
-            cbs.append(("resume", ResumeState(self.run_dir / RESUME_FILE)))
-        if cmd.logger and self.run_dir is not None:
+            cbs.append(("resume", ResumeState(self.run_dir / RESUME_FILE, write=main)))
+        if cmd.logger and self.run_dir is not None and main:
             from skorch.callbacks import TensorBoard
             from torch.utils.tensorboard import SummaryWriter
 
@@ -236,7 +291,8 @@ class AtomsTrainer:
             self._splits = ([], [])
             self.net = self._new_net(self.potential.model, [])
             return self
-        records, descriptor, elements = self._load_data(raw_data)
+        with self._ranks_in_turn():
+            records, descriptor, elements = self._load_data(raw_data)
         train_idx, val_idx = train_val_split(len(records), cfg.dataset.val_split, cfg.dataset.val_split_mode,
                                              cfg.cmd.seed)  # fmt: skip
         if isinstance(records, list):
@@ -255,7 +311,7 @@ class AtomsTrainer:
         model.set_twin(self.plan.twin(descriptor, model.elements) if self.plan.recompute else None)
         self.run_dir = self._new_run_dir()
         self.potential = TrainedPotential(descriptor, model, network, meta=meta, config=cfg.to_json())
-        if self.run_dir is not None:
+        if self.run_dir is not None and distributed.is_main():
             write_json(self.run_dir / "config.json", self.potential.config)
         self._splits = (train_records, val_records)
         self.net = self._new_net(model, val_records)
@@ -263,6 +319,7 @@ class AtomsTrainer:
 
     def _new_net(self, model: AtomisticModel, val_records) -> AtomsNet:
         cfg, plan, o = self.config, self.plan, self.config.optim
+        world = distributed.setup(plan.device)  # under torchrun: this rank's device (cuda:LOCAL_RANK)
 
         def save(state):  # the best epoch's weights, as it happens (config.json is already there)
             self.potential.save(self.run_dir, config=False)
@@ -279,11 +336,11 @@ class AtomsTrainer:
             iterator_train__shuffle=True,
             iterator_valid__collate_fn=_pair_collate,
             callbacks=self._callbacks(len(val_records) > 0, save if self.run_dir is not None else None),
-            device=plan.device,
+            device=world.device,
             forces=plan.forces,
             stress=plan.stress,
             train_eval=plan.train_eval(len(val_records) > 0),
-            verbose=int(cfg.cmd.verbose),
+            verbose=int(cfg.cmd.verbose and world.main),
             callbacks__print_log__keys_ignored=["event_cp", "batches"],
             **self._loader_workers(),
             **plan.optimizer_args,
@@ -348,7 +405,7 @@ class AtomsTrainer:
         net.history = History(json.loads(state["history"]))
         dict(net.callbacks_)["resume"].restore(net, state)
         csv = self.run_dir / "metrics.csv"  # a row (or half a row) written after resume.pt is dropped
-        if csv.is_file():
+        if csv.is_file() and distributed.is_main():
             lines = csv.read_text().splitlines(keepends=True)[: state["epoch"] + 1]
             atomic_write(csv, lambda fh: fh.write("".join(lines).encode()))
 
@@ -368,6 +425,11 @@ class AtomsTrainer:
         with the same random stream: the result equals an uninterrupted run's.
         """
         cfg = self.config
+        if cfg.uq.ensemble > 1:  # M members into one checkpoint (amptorch.train.ensemble)
+            from amptorch.train.ensemble import train_ensemble
+
+            return train_ensemble(self, raw_data, resume)
+        world = distributed.setup(self.plan.device)  # a process group when started by torchrun
         self._resume = self._read_resume(resume) if resume is not None else None
         try:
             self.load(raw_data=raw_data)
@@ -393,11 +455,21 @@ class AtomsTrainer:
         if best.best_state is not None:
             model.load_state_dict(best.best_state)
         model.eval()
-        self._summarize(train_records, val_records)
+        if world.main:  # every rank holds the same best weights; rank 0 scores them and writes the files
+            self._summarize(train_records, val_records)
+        if world.distributed:  # rank 0's final metrics on every rank
+            self.metrics = json.loads(distributed.broadcast_text(json.dumps(self.metrics) if world.main else None))
+        if world.main and (cfg.uq.latent or cfg.model.dropout):  # UQ state saved with the checkpoint
+            from amptorch.train.ensemble import store_uq
+
+            store_uq(self, train_records)
         if self.run_dir is not None:  # the best weights are on disk already: only the metrics are new
             self.potential.meta["metrics"] = self.metrics
-            self.potential.save(self.run_dir, weights=best.best_state is None, config=False)
-            (self.run_dir / RESUME_FILE).unlink(missing_ok=True)  # a finished run needs no resume state
+            if world.main:
+                self.potential.save(self.run_dir, weights=best.best_state is None, config=False)
+                (self.run_dir / RESUME_FILE).unlink(missing_ok=True)  # a finished run needs no resume state
+        if world.distributed:  # rank 0's files are complete when train() returns on any rank
+            distributed.barrier()
         return self
 
     def _criterion(self, energy_scale: float):
@@ -440,12 +512,22 @@ class AtomsTrainer:
             write_json(self.run_dir / "metrics.json", self.metrics)
 
     def predict(self, images, disable_tqdm: bool = True, get_latent=None, get_descriptor: bool = False,
-                save_fps: bool = False, stress: bool = False, forces: bool | None = None) -> dict:  # fmt: skip
+                save_fps: bool = False, stress: bool = False, forces: bool | None = None,
+                uncertainty: str | None = None) -> dict:  # fmt: skip
         """The original's predict: {"energy": [...], "forces": [...]} plus ``energies``, ``stress``
-        (when asked), ``latent`` (``get_latent`` not None) and ``descriptors``."""
+        (when asked), ``latent`` (``get_latent`` not None) and ``descriptors``.
+
+        ``uncertainty`` ("ensemble", "dropout", "latent"): also ``energy_uncertainty`` [eV per structure],
+        ``forces_uncertainty`` [(n,) eV/Å per atom], calibrated where the checkpoint is (``calibrated``), and
+        the raw ``energy_std`` / ``forces_std`` (``amptorch.uq.UQState.predict_like``; docs/uncertainty.md).
+        """
         if self.potential is None:
             raise InputError("no model; call train() or load_pretrained(path) first", "predict")
         forces = self.config.model.get_forces if forces is None else forces
+        if uncertainty is not None:
+            return self.potential.uq.predict_like(images, uncertainty, forces=forces, stress=stress,
+                                                  latent=get_latent is not None, descriptors=get_descriptor,
+                                                  progress=not disable_tqdm)  # fmt: skip
         return self.potential.predict(images, forces=forces, stress=stress, latent=get_latent is not None,
                                       descriptors=get_descriptor, progress=not disable_tqdm)  # fmt: skip
 
