@@ -101,3 +101,18 @@ def test_molecule(tmp_path, capsys):
     assert all(math.isfinite(f) for f in model["frequencies"])
     assert finite_below(res["stretch_mae"], 600.0)  # cm^-1, the O-H stretches
     assert (tmp_path / "relax_model.traj").stat().st_size > 0
+
+
+def test_active_learning(tmp_path, capsys):
+    """MD with the ensemble's calibrated σ selects frames, EMT labels them, the data grows round by round."""
+    res = load("active_learning").main(["--quick", "--out", str(tmp_path), "--threads", "1"])
+    assert json.loads((tmp_path / "results.json").read_text())["mode"] == "quick"
+    assert "meV/atom" in capsys.readouterr().out
+    rounds = res["rounds"]
+    assert len(rounds) == 3  # the initial model and two retrained ones
+    for before, after in zip(rounds, rounds[1:]):
+        assert after["n_train"] + after["n_calib"] == before["n_train"] + before["n_calib"] + before["selected"]
+        assert before["selected"] == 0 or before["max_sigma"] > res["threshold"]
+    assert res["selected"] > 0
+    assert all(finite_below(r["forces_mae"], 0.5) for r in rounds)
+    assert Path(res["run_dir"]).is_relative_to(tmp_path)
