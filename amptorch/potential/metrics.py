@@ -43,6 +43,39 @@ def reference_labels(references: Sequence) -> tuple[np.ndarray, np.ndarray, list
     return np.asarray(n, dtype=float), np.asarray(energy, dtype=float), (forces if has_f else None)
 
 
+class ErrorSums:
+    """Energy-per-atom and force error sums added chunk by chunk (a split of 10^6 structures is scored without
+    holding its predictions); :meth:`result` gives what :func:`errors` returns."""
+
+    def __init__(self) -> None:
+        self.structures = 0
+        self.energy = np.zeros(2)  # sum |dE/n|, sum (dE/n)^2  (eV/atom)
+        self.forces = np.zeros(3)  # sum |dF|, sum dF^2, count  (eV/Å)
+        self.has_forces = True
+
+    def add(self, pred: dict, references: Sequence) -> ErrorSums:
+        """Add a chunk: ``pred`` as ``predict`` returns it and the labelled references in its order."""
+        n, e_ref, f_ref = reference_labels(references)
+        de = (np.asarray(pred["energy"], dtype=float) - e_ref) / n
+        self.structures += len(n)
+        self.energy += (np.abs(de).sum(), (de**2).sum())
+        if "forces" in pred and f_ref is not None and len(f_ref):
+            df = np.concatenate([np.asarray(p) - r for p, r in zip(pred["forces"], f_ref, strict=True)])
+            self.forces += (np.abs(df).sum(), (df**2).sum(), df.size)
+        elif len(n):
+            self.has_forces = False
+        return self
+
+    def result(self) -> dict[str, float]:
+        b = self.structures
+        out = {"energy_mae": float(self.energy[0] / b) if b else float("nan"),
+               "energy_rmse": float(np.sqrt(self.energy[1] / b)) if b else float("nan"), "n_structures": b}  # fmt: skip
+        if self.has_forces and self.forces[2]:
+            out.update(forces_mae=float(self.forces[0] / self.forces[2]),
+                       forces_rmse=float(np.sqrt(self.forces[1] / self.forces[2])))  # fmt: skip
+        return out
+
+
 def errors(pred: dict, references: Sequence) -> dict[str, float]:
     """Energy MAE/RMSE per atom (eV/atom) and force MAE/RMSE (eV/Å) of ``pred`` against labels.
 
@@ -54,14 +87,7 @@ def errors(pred: dict, references: Sequence) -> dict[str, float]:
         ``energy_mae``, ``energy_rmse``, ``n_structures`` and, when both sides
         have forces, ``forces_mae`` and ``forces_rmse``.
     """
-    n, e_ref, f_ref = reference_labels(references)
-    de = (np.asarray(pred["energy"], dtype=float) - e_ref) / n
-    out = {"energy_mae": float(np.abs(de).mean()), "energy_rmse": float(np.sqrt((de**2).mean())),
-           "n_structures": len(n)}  # fmt: skip
-    if "forces" in pred and f_ref is not None:
-        df = np.concatenate([np.asarray(p) - r for p, r in zip(pred["forces"], f_ref, strict=True)])
-        out.update(forces_mae=float(np.abs(df).mean()), forces_rmse=float(np.sqrt((df**2).mean())))
-    return out
+    return ErrorSums().add(pred, references).result()
 
 
-__all__ = ["Labels", "errors", "reference_labels"]
+__all__ = ["ErrorSums", "Labels", "errors", "reference_labels"]

@@ -8,6 +8,7 @@ imports neither skorch nor ``amptorch.train``.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -146,6 +147,17 @@ class TrainedPotential:
         out = self.model(batch, forces=forces, stress=stress, latent=latent, create_graph=False)
         return {k: v.detach().to("cpu", torch.float64).numpy() for k, v in out.items()}
 
+    def evaluate_chunks(self, records, forces: bool = True, batch_size: int = 64) -> Iterator[tuple[dict, list]]:
+        """``(predictions, labels)`` of consecutive chunks of ``batch_size`` records, each record read once
+        (see :meth:`evaluate_many`): a split larger than memory is scored chunk by chunk."""
+        for s in range(0, len(records), batch_size):
+            chunk = records[s : s + batch_size]
+            res = self.evaluate(chunk, forces=forces)
+            out = {"energy": res["energy"].tolist()}
+            if forces:
+                out["forces"] = np.split(res["forces"], np.cumsum([r.n_atoms for r in chunk])[:-1])
+            yield out, [Labels.of(r) for r in chunk]
+
     def evaluate_many(self, records, forces: bool = True, batch_size: int = 64) -> tuple[dict[str, list], list]:
         """Predictions and reference labels of records, reading each record once.
 
@@ -158,17 +170,12 @@ class TrainedPotential:
             labels are what :func:`amptorch.potential.errors` and the parity
             plot read, so a split on disk is not read again to score it.
         """
-        out: dict[str, list] = {"energy": [], "forces": []}
+        out: dict[str, list] = {"energy": [], "forces": []} if forces else {"energy": []}
         labels: list[Labels] = []
-        for s in range(0, len(records), batch_size):
-            chunk = records[s : s + batch_size]
-            labels += [Labels.of(r) for r in chunk]
-            res = self.evaluate(chunk, forces=forces)
-            out["energy"] += res["energy"].tolist()
-            if forces:
-                out["forces"] += np.split(res["forces"], np.cumsum([r.n_atoms for r in chunk])[:-1])
-        if not forces:
-            del out["forces"]
+        for pred, chunk_labels in self.evaluate_chunks(records, forces, batch_size):
+            for key, values in pred.items():
+                out[key] += values
+            labels += chunk_labels
         return out, labels
 
     def predict(

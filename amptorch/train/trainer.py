@@ -40,13 +40,36 @@ from amptorch.data.streaming import EnergyStats, FeatureStats
 from amptorch.errors import InputError
 from amptorch.files import atomic_write, write_json
 from amptorch.models import AtomisticModel, build_model
-from amptorch.potential import TrainedPotential, errors
+from amptorch.potential import TrainedPotential
+from amptorch.potential.metrics import ErrorSums, Labels
 from amptorch.potential.plots import parity_plot
 from amptorch.train import distributed
 from amptorch.train.callbacks import RESUME_FILE, RESUME_FORMAT, BestWeights, CSVLog, ResumeState
 from amptorch.train.config import Config
 from amptorch.train.net import AtomsLoss, AtomsNet, TrainingDiverged, empty_batch
 from amptorch.train.plan import Plan, given_descriptor
+
+# structures drawn in a split's parity plot (a uniform stride over larger splits): what is kept while a split
+# is scored chunk by chunk, so scoring 10^6 structures holds (and fragments the heap with) only this many
+PARITY_MAX = 5_000
+
+
+def score(potential: TrainedPotential, records, forces: bool) -> tuple[dict, dict, list]:
+    """(errors, predictions, labels) of a split scored chunk by chunk: the errors of all its structures, the
+    predictions and labels of every stride-th one (at most PARITY_MAX, copied) for the parity plot."""
+    sums, stride, k = ErrorSums(), -(-len(records) // PARITY_MAX), 0
+    shown: dict[str, list] = {key: [] for key in (("energy", "forces") if forces else ("energy",))}
+    labels: list[Labels] = []
+    for pred, chunk_labels in potential.evaluate_chunks(records, forces=forces):
+        sums.add(pred, chunk_labels)
+        keep = [j for j in range(len(chunk_labels)) if (k + j) % stride == 0]
+        k += len(chunk_labels)
+        for key in shown:  # copies: a view would keep the chunk's whole array alive
+            shown[key] += [np.array(pred[key][j]) for j in keep]
+        for lab in (chunk_labels[j] for j in keep):
+            f = None if lab.forces is None else np.array(lab.forces)
+            labels.append(Labels(np.array(lab.numbers), lab.energy, f))
+    return sums.result(), shown, labels
 
 
 def _pair_collate(records):
@@ -504,10 +527,9 @@ class AtomsTrainer:
         for name, recs in (("train", train_records), ("valid", val_records)):
             if not len(recs):
                 continue
-            pred, labels = self.potential.evaluate_many(recs, forces=self.plan.forces)
-            self.metrics[name] = errors(pred, labels)
+            self.metrics[name], shown, labels = score(self.potential, recs, self.plan.forces)
             if self.run_dir is not None:
-                parity_plot(pred, labels, self.run_dir / f"parity_{name}.png", title=name)
+                parity_plot(shown, labels, self.run_dir / f"parity_{name}.png", title=name)
         if self.run_dir is not None:
             write_json(self.run_dir / "metrics.json", self.metrics)
 
