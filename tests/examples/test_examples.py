@@ -110,7 +110,7 @@ def test_active_learning(tmp_path, capsys):
     assert "meV/atom" in capsys.readouterr().out
     rounds = res["rounds"]
     assert len(rounds) == 3  # the initial model and two retrained ones
-    for before, after in zip(rounds, rounds[1:]):
+    for before, after in zip(rounds, rounds[1:], strict=False):
         assert after["n_train"] + after["n_calib"] == before["n_train"] + before["n_calib"] + before["selected"]
         assert before["selected"] == 0 or before["max_sigma"] > res["threshold"]
     assert res["selected"] > 0
