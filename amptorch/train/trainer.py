@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import random
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -176,8 +177,11 @@ class AtomsTrainer:
 
         plan, ds = self.plan, self.config.dataset
         if raw_data is None and ds.raw_data is None and ds.lmdb_path:
-            # a pickled store of the original AmpTorch is converted once (restricted unpickler) and cached
-            data = get_lmdb_dataset(ours(ds.lmdb_path, Path(self.config.cmd.run_dir) / "converted"), ds.cache)
+            # a pickled store of the original AmpTorch is converted once (restricted unpickler) and cached in the
+            # run dir, or with cmd.debug (nothing written there) in the temporary directory
+            cmd = self.config.cmd
+            cache = Path(tempfile.gettempdir()) / "amptorch-converted" if cmd.debug else Path(cmd.run_dir) / "converted"
+            data = get_lmdb_dataset(ours(ds.lmdb_path, cache), ds.cache)
             if data.kind == "geometry":  # geometry and labels: recompute mode, neighbour lists built per item
                 return self._geometry_store(data)
             # the LMDB holds atomic numbers; the rest of training uses symbols

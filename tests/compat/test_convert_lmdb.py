@@ -219,3 +219,25 @@ def test_original_scalers_reload_with_weights_only(images, tmp_path):
     assert loaded == saved and loaded["feature"].transform == "normalize"
     np.testing.assert_array_equal(loaded["feature"].scaler.scale, saved["feature"].scaler.scale)
     assert loaded["target"].baseline.refs.tolist() == saved["target"].baseline.refs.tolist()
+
+
+def test_debug_run_converts_into_the_temporary_directory(images, tmp_path, monkeypatch):
+    """``cmd.debug`` writes nothing under run_dir: the conversion goes to the system's temporary directory."""
+    import tempfile
+
+    from amptorch.trainer import AtomsTrainer
+    from tests.compat.conftest import config
+
+    descriptor = GMP.from_amptorch(MCSHS)
+    _pickled_store(tmp_path / "old.lmdb", featurize(images[:4], descriptor, progress=False),
+                   ("gmpordernorm", MCSHS, "NA", ["C", "Cu", "O"]))  # fmt: skip
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    run_dir = tmp_path / "run"
+    cfg = config(None, run_dir, epochs=1, lmdb_path=[str(tmp_path / "old.lmdb")])
+    del cfg["dataset"]["raw_data"], cfg["dataset"]["fp_scheme"], cfg["dataset"]["fp_params"]
+    cfg["cmd"]["debug"] = True
+    with pytest.warns(UserWarning, match="converting"):
+        AtomsTrainer(cfg).train()
+    assert not run_dir.exists()
+    assert len(list((tmp_path / "tmp" / "amptorch-converted").glob("old.lmdb-*.lmdb"))) == 1
