@@ -162,6 +162,15 @@ def start(args) -> float:
     return time.perf_counter()
 
 
+def finish(rows: list[Row], t0: float, args) -> None:
+    """Print the table, the total time, the load at the end and the training settings."""
+    print_table(rows)
+    print(
+        f"\nTotal {time.perf_counter() - t0:.0f} s; load average at the end {os.getloadavg()[0]:.1f}; "
+        f"{args.epochs} epochs, force coefficient {args.force_coefficient:g}."
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common_arguments(p, epochs=300)
@@ -175,11 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{path} not found (it ships with ../shared/data)")
     rows: list[Row] = []
     compare("many_element", ase.io.read(path, ":"), args, rows, args.sizes)
-    print_table(rows)
-    print(
-        f"\nTotal {time.perf_counter() - t0:.0f} s; load average at the end {os.getloadavg()[0]:.1f}; "
-        f"{args.epochs} epochs, force coefficient {args.force_coefficient:g}."
-    )
+    finish(rows, t0, args)
 
 
 if __name__ == "__main__":

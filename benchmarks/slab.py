@@ -18,9 +18,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see benchmarks/train.py; must precede importing torch
 
 import argparse  # noqa: E402
-import time  # noqa: E402
 
-from many_elements import common_arguments, compare, print_table, start  # noqa: E402
+from many_elements import common_arguments, compare, finish, start  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,11 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     rows: list = []
     n_elements = len({s for a in frames for s in a.get_chemical_symbols()})
     compare("slab_emt", frames, args, rows, [n_elements])
-    print_table(rows)
-    print(
-        f"\nTotal {time.perf_counter() - t0:.0f} s; load average at the end {os.getloadavg()[0]:.1f}; "
-        f"{args.epochs} epochs, force coefficient {args.force_coefficient:g}."
-    )
+    finish(rows, t0, args)
 
 
 if __name__ == "__main__":

@@ -178,6 +178,18 @@ class TrainedPotential:
             labels += chunk_labels
         return out, labels
 
+    def featurized_chunks(self, images, derivatives: bool = True, strain: bool = False, batch_size: int = 32,
+                          workers: int | None = None, progress: bool = False) -> Iterator[list]:  # fmt: skip
+        """FeatureRecords (no labels) of structures (a list of ase.Atoms, a file or a glob), ``batch_size`` at
+        a time, after every structure is checked against the element policy (before any featurizing)."""
+        images = read_structures(images)
+        for k, atoms in enumerate(images):
+            self.check_elements(np.asarray(atoms.numbers), k)
+        for start in range(0, len(images), batch_size):
+            yield featurize(images[start : start + batch_size], self.descriptor, derivatives=derivatives,
+                            strain=strain, dtype=self.np_dtype, workers=workers, progress=progress,
+                            with_labels=False)  # fmt: skip
+
     def predict(
         self,
         images,
@@ -196,19 +208,11 @@ class TrainedPotential:
         eV/Å^3, None for non-periodic structures) when asked, ``latent`` (n, H)
         and ``descriptors`` (n, F) when asked.
         """
-        images = read_structures(images)
-        for k, atoms in enumerate(images):
-            self.check_elements(np.asarray(atoms.numbers), k)
         keys = ["energy", "energies"] + [k for k, on in
                                          (("forces", forces), ("stress", stress), ("latent", latent),
                                           ("descriptors", descriptors)) if on]  # fmt: skip
         out: dict[str, list] = {k: [] for k in keys}
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            records = featurize(
-                chunk, self.descriptor, derivatives=forces or stress, strain=stress, dtype=self.np_dtype,
-                workers=workers, progress=progress, with_labels=False,
-            )  # fmt: skip
+        for records in self.featurized_chunks(images, forces or stress, stress, batch_size, workers, progress):
             res = self.evaluate(records, forces=forces, stress=stress, latent=latent)
             offsets = np.concatenate([[0], np.cumsum([r.n_atoms for r in records])])
             for b, rec in enumerate(records):

@@ -28,7 +28,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from amptorch.data import collate, featurize, read_structures
+from amptorch.data import collate
 from amptorch.descriptors.record import VOIGT_COLS, VOIGT_ROWS, FeatureRecord
 from amptorch.errors import InputError
 from amptorch.models.feature_layer import _strain_grad
@@ -234,12 +234,7 @@ def record_chunks(potential, records_or_images, forces: bool, batch_size: int = 
         for start in range(0, len(items), batch_size):
             yield list(items[start : start + batch_size])
         return
-    images = read_structures(items)
-    for k, atoms in enumerate(images):
-        potential.check_elements(np.asarray(atoms.numbers), k)
-    for start in range(0, len(images), batch_size):
-        yield featurize(images[start : start + batch_size], potential.descriptor, derivatives=forces,
-                        dtype=potential.np_dtype, with_labels=False, progress=False, workers=workers)  # fmt: skip
+    yield from potential.featurized_chunks(items, derivatives=forces, batch_size=batch_size, workers=workers)
 
 
 def new_output(forces: bool) -> dict[str, list]:
