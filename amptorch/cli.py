@@ -249,11 +249,26 @@ def _featurize_descriptor(args: argparse.Namespace, images: list | None):
     if args.elements:
         section["elements"] = args.elements
     plan = Plan.from_config({"dataset": section})
+    if plan.auto:  # no --params: the scheme's defaults scaled to the data's nearest-neighbour distance
+        plan.resolve_fp_params(_first_frames(args.data) if images is None else images)
+        print(f"fp_params 'auto' (nearest-neighbour distance {plan.config.dataset.nn_distance:g} Å): "
+              f"{json.dumps(plan.config.dataset.fp_params)}")  # fmt: skip
     elements = plan.config.dataset.elements
     if elements is None and plan.descriptor_entry.needs_elements:
         images = _read_data(args.data) if images is None else images
         elements = sorted({s for a in images for s in a.get_chemical_symbols()})
     return plan.descriptor(elements or [])
+
+
+def _first_frames(paths: list[str], count: int = 256) -> list:
+    """Up to ``count`` structures from the start of the first file (what ``fp_params 'auto'`` measures when
+    each shard task reads its own frames)."""
+    from ase.io import read
+
+    try:
+        return read(paths[0], index=f":{count}")
+    except Exception as err:  # noqa: BLE001 - ase raises many kinds for an unreadable file
+        raise InputError(f"{paths[0]}: unreadable ({type(err).__name__}: {err})", "featurize data") from None
 
 
 def cmd_featurize(args: argparse.Namespace) -> int:

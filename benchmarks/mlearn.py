@@ -39,7 +39,6 @@ from many_elements import print_table  # noqa: E402, I001
 from train import SHARED, config, fit, split, test_errors  # noqa: E402, I001
 
 from amptorch.descriptors.defaults import (  # noqa: E402
-    default_fp_params,
     gmp_fp_params,
     gsf_fp_params,
     nearest_neighbor_distance,
@@ -186,7 +185,8 @@ def bench_element(element: str, args, rows: list) -> None:
     cmd = f"python benchmarks/mlearn.py --elements {element} --grid {args.grid} --epochs {args.epochs}"
     results = [("SingleNN-GMP tuned: " + best.label(), gmp_train_config(dev, best, d_nn, args.epochs))]
     if not args.no_baselines:
-        default = config(dev, default_fp_params(dev), args.epochs, optim={"batch_size": 8})
+        # the trainer's own default (fp_params "auto": measured on the training data, resolved by the trainer)
+        default = config(dev, "auto", args.epochs, optim={"batch_size": 8})
         results += [("SingleNN-GMP default", default), ("BPNN-G2/G4", bpnn_train_config(dev, d_nn, args.epochs))]
     e_bar, f_bar = TARGETS[element]
     for label, cfg in results:

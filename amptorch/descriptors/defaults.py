@@ -98,12 +98,20 @@ def gsf_fp_params(d_nn: float, cutoff_factor: float = CUTOFF_FACTOR) -> dict:
 
 
 def default_fp_params(images: Sequence, fp_scheme: str = "gmpordernorm") -> dict:
-    """``fp_params`` for ``images`` (ase.Atoms) from their nearest-neighbour distance: GMP for
-    ``"gmpordernorm"``, the Gaussian SF set for ``"gaussian"``."""
-    if fp_scheme not in ("gmpordernorm", "gaussian"):
-        raise InputError(f"got {fp_scheme!r}; expected 'gmpordernorm' or 'gaussian'", "fp_scheme")
-    d_nn = nearest_neighbor_distance(images)
-    return gmp_fp_params(d_nn) if fp_scheme == "gmpordernorm" else gsf_fp_params(d_nn)
+    """``fp_params`` for ``images`` (ase.Atoms) from their nearest-neighbour distance: what
+    ``dataset.fp_params: "auto"`` gives ``fp_scheme`` (its registry entry's ``auto_params``)."""
+    from amptorch.descriptors.registry import by_scheme
+
+    return auto_params(by_scheme(fp_scheme), nearest_neighbor_distance(images))
+
+
+def auto_params(entry, nn_distance: float) -> dict:
+    """The ``fp_params`` a registry entry's descriptor defaults to for ``nn_distance`` (Å); InputError when the
+    descriptor has no default."""
+    if entry.auto_params is None:
+        raise InputError(f"'auto': the descriptor {entry.kind} has no default settings; expected its fp_params",
+                         "fp_params")  # fmt: skip
+    return entry.auto_params(nn_distance)
 
 
 def _check_scale(d_nn: float, n: int, factor: float) -> None:

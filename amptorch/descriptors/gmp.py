@@ -32,6 +32,7 @@ from ase.data import chemical_symbols
 from amptorch.descriptors import densities as dens
 from amptorch.descriptors import mcsh
 from amptorch.descriptors.base import Descriptor, as_float_list, check_cutoff, species_index
+from amptorch.descriptors.defaults import gmp_fp_params
 from amptorch.descriptors.neighbors import NeighborEntries
 from amptorch.descriptors.registry import DescriptorEntry, register
 from amptorch.errors import InputError, where
@@ -459,4 +460,4 @@ def _twin(gmp: GMP, elements):
 
 
 register(DescriptorEntry("GMP", GMP, ("gmpordernorm", "gmp"), _from_params, any_element=True, fused=_fused,
-                         twin=_twin))  # fmt: skip
+                         twin=_twin, auto_params=gmp_fp_params))  # fmt: skip

@@ -16,6 +16,7 @@ import numpy as np
 from ase.data import chemical_symbols
 
 from amptorch.descriptors.base import Descriptor, as_float_list, check_cutoff
+from amptorch.descriptors.defaults import gsf_fp_params
 from amptorch.descriptors.densities import element_number
 from amptorch.descriptors.neighbors import NeighborEntries
 from amptorch.descriptors.registry import DescriptorEntry, register
@@ -258,7 +259,7 @@ class GaussianSF(Descriptor):
 def _from_params(fp_params, scheme, elements, cutoff_params) -> GaussianSF | None:
     """The registry's builder: None (parameters checked) while the elements are not known."""
     if fp_params is None:
-        raise InputError("missing; expected the Gs dict for fp_scheme 'gaussian'")
+        raise InputError("missing; expected the Gs dict for fp_scheme 'gaussian' (or 'auto')")
     args = GaussianSF.parse_amptorch(fp_params, cutoff_params)
     return None if elements is None else GaussianSF(elements, **args)
 
@@ -270,4 +271,5 @@ def _twin(gsf: GaussianSF, elements):
     return GSFTorch(gsf)
 
 
-register(DescriptorEntry("GaussianSF", GaussianSF, ("gaussian",), _from_params, needs_elements=True, twin=_twin))
+register(DescriptorEntry("GaussianSF", GaussianSF, ("gaussian",), _from_params, needs_elements=True, twin=_twin,
+                         auto_params=gsf_fp_params))  # fmt: skip

@@ -50,6 +50,9 @@ class DescriptorEntry:
             for recompute-mode training (``dataset.features: "recompute"``), called with the
             atomic numbers it will see; it imports torch lazily (descriptors import no torch).
             None: the descriptor trains from stored derivatives only.
+        auto_params: ``auto_params(nn_distance) -> fp_params``: its default settings for data whose
+            nearest-neighbour distance is ``nn_distance`` (Å): what ``dataset.fp_params: "auto"`` (the
+            default) builds. None: the descriptor has no default and ``fp_params`` must be given.
     """
 
     kind: str
@@ -60,6 +63,7 @@ class DescriptorEntry:
     any_element: bool = False
     fused: Callable[[Any, float], Any] | None = None
     twin: Callable[[Any, Sequence[int]], Any] | None = None
+    auto_params: Callable[[float], dict] | None = None
 
 
 _BY_KIND: dict[str, DescriptorEntry] = {}

@@ -242,7 +242,13 @@ class DatasetSection(_Section):
     cache: Literal["no", "partial", "full"] = "no"
     elements: list[str] | None = None
     fp_scheme: str = "gmpordernorm"  # a registered scheme (amptorch.descriptors.registry)
-    fp_params: dict[str, Any] | None = None  # checked by the scheme's builder (train/plan.py)
+    # the scheme's settings (the original's MCSHs / Gs mapping, checked by its builder in train/plan.py), or
+    # "auto" (the default, also when left out or None): the registry's defaults for the scheme scaled to
+    # nn_distance, resolved once the data is read (Plan.resolve_fp_params) and recorded in the saved config
+    fp_params: dict[str, Any] | Literal["auto"] | None = "auto"
+    # amptorch: the nearest-neighbour distance (Å) that "auto" fp_params are scaled to; measured on the training
+    # data (median over atoms, amptorch.descriptors.defaults) when not given
+    nn_distance: float | None = Field(None, gt=0.0)
     cutoff_params: CutoffParams = CutoffParams()
     save_fps: bool = True
     scaling: dict[str, Any] = {"type": "normalize", "range": (0, 1), "elementwise": True}
@@ -264,6 +270,24 @@ class DatasetSection(_Section):
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise ValueError(f"unknown mode{hint}; expected one of {list(FEATURE_MODES)}")
         return v
+
+    @field_validator("fp_params", mode="before")
+    @classmethod
+    def _fp_params(cls, v: Any) -> Any:
+        if v is None or (isinstance(v, str) and v.lower() == "auto"):
+            return "auto"
+        if isinstance(v, str):
+            raise ValueError(f"got {v!r}; expected a mapping of the scheme's settings or 'auto'")
+        return v
+
+    @model_validator(mode="after")
+    def _nn_distance(self) -> DatasetSection:
+        if self.nn_distance is not None and self.fp_params != "auto":
+            raise ValueError(
+                f"nn_distance: got {self.nn_distance}; it scales fp_params 'auto' only, expected it left out "
+                "with explicit fp_params"
+            )
+        return self
 
     @field_validator("fp_scheme")
     @classmethod

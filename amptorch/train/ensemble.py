@@ -95,7 +95,6 @@ def train_ensemble(trainer, raw_data=None, resume=None):
     from amptorch.train.callbacks import RESUME_FILE
     from amptorch.uq.ensemble import Ensemble
 
-    cfg = trainer.config
     if resume is not None:
         raise InputError("resume: an ensemble run (uq.ensemble > 1) cannot be resumed; train it again",
                          "train")  # fmt: skip
@@ -103,6 +102,7 @@ def train_ensemble(trainer, raw_data=None, resume=None):
         raise InputError("uq.ensemble > 1 under torchrun: train the members in one process (ensemble_workers "
                          "for parallel members)", "config uq.ensemble")  # fmt: skip
     trainer.load(raw_data=raw_data)
+    cfg = trainer.config  # fp_params "auto" resolved by load()
     train_records, val_records = trainer._splits
     pot = trainer.potential
     run_dir = trainer.run_dir

@@ -9,12 +9,14 @@ so a bad ``fp_params`` fails there, naming its key path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from amptorch.descriptors import Descriptor
+from amptorch.descriptors.defaults import auto_params, nearest_neighbor_distance
 from amptorch.descriptors.registry import DescriptorEntry, by_scheme, entry_of
 from amptorch.errors import InputError
 from amptorch.potential.trained import DTYPES, numpy_dtype
@@ -105,9 +107,47 @@ class Plan:
             plan._check_recompute()
         if descriptor is not None:
             plan.given = descriptor
+        elif plan.auto and ds.nn_distance is not None:  # "auto" at a given scale: resolved (and checked) now
+            plan.resolve_fp_params()
+        elif plan.auto:  # resolved from the data once it is read; say now if the scheme has no default
+            auto_params(plan.descriptor_entry, 1.0)
         elif not (ds.lmdb_path and ds.raw_data is None):  # an LMDB brings its own descriptor
             plan._build(ds.elements)  # bad fp_params fail now, before any data is read
         return plan
+
+    @property
+    def auto(self) -> bool:
+        """``dataset.fp_params`` is still ``"auto"`` (no descriptor given, not resolved yet)."""
+        return self.given is None and self.config.dataset.fp_params == "auto"
+
+    def resolve_fp_params(self, images: Sequence | None = None, nn_distance: float | None = None,
+                          fp_params: dict | None = None) -> None:  # fmt: skip
+        """Replace ``fp_params: "auto"`` by the scheme's defaults (``amptorch.descriptors.defaults``) scaled to
+        the nearest-neighbour distance: ``nn_distance`` or ``dataset.nn_distance`` when given, else measured on
+        ``images`` (ase.Atoms; at most 256 of them read). ``fp_params``: adopt these (a resumed run's own
+        settings) instead. The config then records both, so a checkpoint, ``config.json`` and a resumed run
+        see the settings trained on. Nothing happens when ``fp_params`` is not "auto"."""
+        if not self.auto:
+            return
+        ds = self.config.dataset
+        d_nn = nn_distance if nn_distance is not None else ds.nn_distance
+        if d_nn is None:
+            if images is None:
+                raise InputError("'auto' needs the training structures (or dataset.nn_distance, Å)",
+                                 "config dataset.fp_params")  # fmt: skip
+            try:
+                d_nn = round(nearest_neighbor_distance(images), 4)
+            except InputError as err:
+                raise err.within("config dataset.fp_params 'auto'") from None
+        if fp_params is None:
+            try:
+                fp_params = auto_params(self.descriptor_entry, d_nn)
+            except InputError as err:
+                raise err.within("config dataset") from None
+        update = {"fp_params": fp_params, "nn_distance": d_nn}
+        self.config = self.config.model_copy(update={"dataset": ds.model_copy(update=update)})
+        self._descriptors.clear()
+        self._build(ds.elements)  # checked now
 
     def _check_recompute(self) -> None:
         """Recompute mode needs geometry (raw_data or a geometry store, not an LMDB of fingerprints) and a
@@ -166,8 +206,14 @@ class Plan:
         return self._descriptors[key]
 
     def descriptor(self, elements: list[str]) -> Descriptor:
-        """The given descriptor, or that of ``dataset.fp_scheme`` / ``fp_params`` for these elements (built once)."""
-        return self.given if self.given is not None else self._build(list(elements))
+        """The given descriptor, or that of ``dataset.fp_scheme`` / ``fp_params`` for these elements (built once;
+        ``fp_params: "auto"`` must be resolved first, see :meth:`resolve_fp_params`)."""
+        if self.given is not None:
+            return self.given
+        if self.auto:
+            raise InputError("'auto' is not resolved yet; expected resolve_fp_params(images) first",
+                             "config dataset.fp_params")  # fmt: skip
+        return self._build(list(elements))
 
 
 def _geometry_store(path) -> bool:

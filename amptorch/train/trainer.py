@@ -16,6 +16,7 @@ import datetime as _dt
 import json
 import random
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,19 @@ def seed_everything(seed: int) -> None:
 def _dataset(records):
     """A torch Dataset of records: checked in memory, or a lazy LMDB view as it is."""
     return records if isinstance(records, RecordView) else AtomsDataset(records)
+
+
+class _StoredStructures(Sequence):
+    """A geometry store's structures as ase.Atoms, read on access (what ``fp_params: "auto"`` measures)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int):
+        return self.data.raw(index).to_atoms()
 
 
 class _FunctionLoss(torch.nn.Module):
@@ -196,6 +210,7 @@ class AtomsTrainer:
         if source is None:
             raise InputError("missing; expected a list of ase.Atoms or a file path", "config dataset.raw_data")
         images = read_structures(source)
+        self._resolve_auto(images)
         elements = ds.elements or sorted({s for a in images for s in a.get_chemical_symbols()})
         descriptor = plan.descriptor(elements)
         if plan.recompute:  # geometry and labels only: neighbour lists built per item, features per step
@@ -210,6 +225,16 @@ class AtomsTrainer:
             stress=plan.stress,
         )  # fmt: skip
         return records, descriptor, elements
+
+    def _resolve_auto(self, images) -> None:
+        """``fp_params: "auto"``: the scheme's defaults scaled to the data's nearest-neighbour distance (said
+        when verbose; recorded in the config)."""
+        if not self.plan.auto:
+            return
+        self.plan.resolve_fp_params(images)
+        ds = self.config.dataset
+        if self.config.cmd.verbose and distributed.is_main():
+            print(f"fp_params 'auto' (nearest-neighbour distance {ds.nn_distance:g} Å): {json.dumps(ds.fp_params)}")
 
     def _geometry_store(self, data) -> tuple:
         """(dataset, descriptor, elements) of a geometry store (single file or sharded): recompute mode only;
@@ -226,6 +251,7 @@ class AtomsTrainer:
                 raise InputError(f"the geometry store {ds.lmdb_path!r} holds no {label} labels; expected a store "
                                  f"built with {label} (or train without them)", "config dataset.lmdb_path")  # fmt: skip
         elements = ds.elements or [chemical_symbols[z] for z in data.elements]
+        self._resolve_auto(_StoredStructures(data))
         descriptor = plan.descriptor(elements)
         try:
             descriptor.check_elements(np.asarray(data.elements, dtype=np.int64))
@@ -320,6 +346,7 @@ class AtomsTrainer:
             return self
         with self._ranks_in_turn():
             records, descriptor, elements = self._load_data(raw_data)
+        cfg = self.config  # fp_params "auto" is resolved now
         train_idx, val_idx = train_val_split(len(records), cfg.dataset.val_split, cfg.dataset.val_split_mode,
                                              cfg.cmd.seed)  # fmt: skip
         if isinstance(records, list):
@@ -398,6 +425,11 @@ class AtomsTrainer:
                              where) from None  # fmt: skip
         except (OSError, ValueError) as err:
             raise InputError(f"{run_dir}/config.json: unreadable ({err})", where) from None
+        run = (saved.get("dataset") or {}) if isinstance(saved, dict) else {}
+        if self.plan.auto and isinstance(run.get("fp_params"), dict) and run.get("nn_distance") and (
+            self.config.dataset.nn_distance in (None, run["nn_distance"])
+        ):  # the run's "auto" settings as they were resolved then, not measured again
+            self.plan.resolve_fp_params(nn_distance=run["nn_distance"], fp_params=run["fp_params"])
         given = json.loads(json.dumps(self.config.to_json(), default=str))
         epochs = given.get("optim", {}).get("epochs")
         for cfg in (saved, given):  # epochs may be raised; verbosity changes nothing trained

@@ -90,7 +90,7 @@ def test_settings_build_descriptors_that_featurize():
         (lambda: gmp_fp_params(2.5, n_sigmas=0), "n_sigmas: got 0; expected >= 1"),
         (lambda: gmp_fp_params(2.5, sigma_range=(1.0, 0.5)), "sigma_range: got (1.0, 0.5); expected 0 < low"),
         (lambda: gsf_fp_params(2.5, cutoff_factor=-1), "cutoff_factor: got -1; expected > 0"),
-        (lambda: default_fp_params([bulk("Cu")], "gmp"), "fp_scheme: got 'gmp'; expected 'gmpordernorm'"),
+        (lambda: default_fp_params([bulk("Cu")], "nope"), "fp_scheme: got 'nope'; expected one of ['gaussian', "),
     ],
 )
 def test_errors_name_the_field(call, message):
