@@ -142,6 +142,15 @@ class ModelSection(_Section):
         return list(self.hidden_layers) if self.hidden_layers else [self.num_nodes] * self.num_layers
 
 
+class EnergyRefinementSection(_Section):
+    """amptorch: ``optim.energy_refinement``: after ``optim.epochs``, ``epochs`` more with the force coefficient
+    lowered to ``force_coefficient`` at the constant learning rate ``lr`` (train/callbacks.EnergyRefinement)."""
+
+    epochs: int = Field(ge=1)
+    force_coefficient: float = Field(0.001, ge=0.0)
+    lr: float = Field(1e-4, gt=0.0)
+
+
 class OptimSection(_Section):
     section: ClassVar[str] = "optim"
 
@@ -160,6 +169,7 @@ class OptimSection(_Section):
     cp_metric: Literal["energy", "forces"] = "energy"
     gradient_clipping: float | None = Field(None, gt=0.0)  # amptorch: max grad norm
     device: str | None = None  # amptorch: "cpu", "cuda", "cuda:1"; default from gpus
+    energy_refinement: EnergyRefinementSection | None = None  # amptorch: a last phase with energies weighted up
 
     _lowercase = field_validator("loss", "metric", "cp_metric", mode="before")(_lower)
 
@@ -210,6 +220,15 @@ class OptimSection(_Section):
         _check_arguments(getattr(torch.optim.lr_scheduler, name), params, f"scheduler {name}",
                          skip={"optimizer"}, extra={"step_every", "event_name"})  # fmt: skip
         return {"policy": name, "params": dict(params)}
+
+    @model_validator(mode="after")
+    def _refinement(self) -> OptimSection:
+        if self.energy_refinement is not None and self.loss_fn is not None:
+            raise ValueError(
+                "energy_refinement: lowers the force coefficient of amptorch's own loss; expected no loss_fn "
+                "with it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _optimizer_args(self) -> OptimSection:

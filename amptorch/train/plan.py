@@ -103,6 +103,9 @@ class Plan:
             descriptor_entry=entry_of(descriptor) if descriptor is not None else by_scheme(ds.fp_scheme),
             recompute=ds.features == "recompute",
         )
+        if o.energy_refinement is not None and not forces:
+            raise InputError("lowers the force coefficient after optim.epochs; expected force training "
+                             "(model.get_forces and optim.force_coefficient > 0)", "config optim.energy_refinement")
         if plan.recompute:
             plan._check_recompute()
         if descriptor is not None:
@@ -114,6 +117,12 @@ class Plan:
         elif not (ds.lmdb_path and ds.raw_data is None):  # an LMDB brings its own descriptor
             plan._build(ds.elements)  # bad fp_params fail now, before any data is read
         return plan
+
+    @property
+    def epochs(self) -> int:
+        """Epochs in all: ``optim.epochs`` plus those of ``optim.energy_refinement``."""
+        o = self.config.optim
+        return o.epochs + (o.energy_refinement.epochs if o.energy_refinement is not None else 0)
 
     @property
     def auto(self) -> bool:

@@ -46,7 +46,7 @@ from amptorch.potential import TrainedPotential
 from amptorch.potential.metrics import ErrorSums, Labels
 from amptorch.potential.plots import parity_plot
 from amptorch.train import distributed
-from amptorch.train.callbacks import RESUME_FILE, RESUME_FORMAT, BestWeights, CSVLog, ResumeState
+from amptorch.train.callbacks import RESUME_FILE, RESUME_FORMAT, BestWeights, CSVLog, EnergyRefinement, ResumeState
 from amptorch.train.config import Config
 from amptorch.train.net import AtomsLoss, AtomsNet, TrainingDiverged, empty_batch
 from amptorch.train.plan import Plan, given_descriptor
@@ -312,6 +312,9 @@ class AtomsTrainer:
                                           else None, **o.scheduler["params"])))  # fmt: skip
         if o.gradient_clipping:
             cbs.append(("clip", GradientNormClipping(gradient_clip_value=o.gradient_clipping)))
+        if o.energy_refinement and self.plan.forces:
+            r = o.energy_refinement
+            cbs.append(("refine", EnergyRefinement(o.epochs, r.force_coefficient, r.lr)))
         if cmd.early_stopping:
             cbs.append(("early", EarlyStopping(monitor=monitor, patience=cmd.early_stopping_patience,
                                                lower_is_better=True, load_best=False)))  # fmt: skip
@@ -384,7 +387,7 @@ class AtomsTrainer:
             optimizer=plan.optimizer,
             lr=o.lr,
             batch_size=o.batch_size,
-            max_epochs=o.epochs,
+            max_epochs=plan.epochs,
             train_split=predefined_split(_dataset(val_records)) if len(val_records) else None,
             iterator_train__collate_fn=_pair_collate,
             iterator_train__shuffle=True,
@@ -431,9 +434,12 @@ class AtomsTrainer:
         ):  # the run's "auto" settings as they were resolved then, not measured again
             self.plan.resolve_fp_params(nn_distance=run["nn_distance"], fp_params=run["fp_params"])
         given = json.loads(json.dumps(self.config.to_json(), default=str))
-        epochs = given.get("optim", {}).get("epochs")
-        for cfg in (saved, given):  # epochs may be raised; verbosity changes nothing trained
-            cfg.get("optim", {}).pop("epochs", None)
+        epochs = self.plan.epochs
+        # optim.epochs may be raised (not with an energy refinement after them: its start would move);
+        # verbosity changes nothing trained
+        for cfg in (saved, given):
+            if not self.config.optim.energy_refinement:
+                cfg.get("optim", {}).pop("epochs", None)
             cfg.get("cmd", {}).pop("verbose", None)
         if saved != given:
             keys = sorted(f"{sec}.{k}" for sec in set(saved) | set(given)
@@ -454,8 +460,8 @@ class AtomsTrainer:
         if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
             raise InputError(f"{path}: not a resume state of this amptorch version; start the run again", where)
         if epochs is not None and epochs < state["epoch"]:
-            raise InputError(f"optim.epochs is {epochs}, but the run has done {state['epoch']} epochs; expected "
-                             f">= {state['epoch']}", where)  # fmt: skip
+            raise InputError(f"optim.epochs gives {epochs} epochs in all, but the run has done {state['epoch']}; "
+                             f"expected >= {state['epoch']}", where)  # fmt: skip
         return run_dir, state
 
     def _resume_net(self, net: AtomsNet, state: dict) -> None:
@@ -503,7 +509,7 @@ class AtomsTrainer:
                 net.fit(_dataset(train_records), None)
             else:
                 self._resume_net(net, state)
-                net.partial_fit(_dataset(train_records), None, epochs=cfg.optim.epochs - state["epoch"])
+                net.partial_fit(_dataset(train_records), None, epochs=self.plan.epochs - state["epoch"])
         except TrainingDiverged:  # keep the last finite best weights in memory (they are on disk already)
             best = dict(net.callbacks_)["best"]
             if best.best_state is not None:
