@@ -67,8 +67,9 @@ class Candidate:
 
     def label(self) -> str:
         refine = f" refine {self.refine}@{self.refine_fc:g}" if self.refine else ""
+        layers = "x".join(map(str, self.layers))
         return (f"o{max(self.orders)} σ {self.sigma_lo:g}-{self.sigma_hi:g}×{self.n_sigmas} rc {self.cutoff:g} "
-                f"L{'x'.join(map(str, self.layers))} {self.activation} fc {self.force_coefficient:g}{refine}")  # fmt: skip
+                f"L{layers} {self.activation} fc {self.force_coefficient:g}{refine}")  # fmt: skip
 
 
 BASE = Candidate()  # = amptorch.descriptors.defaults' GMP set: the untuned default
