@@ -268,7 +268,8 @@ def _first_frames(paths: list[str], count: int = 256) -> list:
     try:
         return read(paths[0], index=f":{count}")
     except Exception as err:  # noqa: BLE001 - ase raises many kinds for an unreadable file
-        raise InputError(f"{paths[0]}: unreadable ({type(err).__name__}: {err})", "featurize data") from None
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise InputError(f"{paths[0]}: unreadable ({type(err).__name__}: {first})", "featurize data") from None
 
 
 def cmd_featurize(args: argparse.Namespace) -> int:
@@ -785,7 +786,8 @@ def build_parser() -> argparse.ArgumentParser:
         "cmd; see docs/user_guide.md).\nThe config is validated before any work. Relative paths are relative "
         "to the current directory.\n\nexample:\n  amptorch train config.yaml optim.lr=1e-3 "
         "dataset.raw_data=data.extxyz cmd.run_dir=runs\n\nA killed run resumes from its last finished epoch "
-        "with the same config and overrides (optim.epochs may be raised) and --resume RUN_DIR after them:\n"
+        "with the same config and overrides (optim.epochs may be raised, not with optim.energy_refinement) and "
+        "--resume RUN_DIR after them:\n"
         "  amptorch train config.yaml optim.epochs=200 --resume runs/checkpoints/2026-01-01-12-00-00",
     )
     t.add_argument("config", help="YAML file")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, LRScheduler
 
 from amptorch.files import atomic_write
 
@@ -51,8 +51,9 @@ class BestWeights(Callback):
 
 
 class EnergyRefinement(Callback):
-    """After ``start`` epochs, train on from the best weights so far with the force coefficient lowered to
-    ``force_coefficient`` at a constant learning rate ``lr`` (the optimizer's moments reset once, at the switch).
+    """After ``start`` epochs, train on from the best weights so far with the force coefficient lowered (one
+    step) to ``force_coefficient`` at a constant learning rate ``lr`` (set at each epoch's start; the schedule,
+    a :class:`PhaseLRScheduler`, stops stepping), the optimizer's moments reset once, at the switch.
 
     Force training fits the forces first: in the loss, normalized by the same energy scale, the force term
     outweighs the per-atom energy term ~100× at a force coefficient of 0.1, and the training set's energies
@@ -86,17 +87,29 @@ class EnergyRefinement(Callback):
         if refining:
             self._set_lr(net)
 
-    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
-        if training and self._refining(net):  # after any schedule's step, batch-wise ones included
-            self._set_lr(net)
-
-    def on_epoch_end(self, net, **kwargs):
-        if self._refining(net):  # after the schedule's epoch step (its callback comes first), before the resume state
-            self._set_lr(net)
-
     def _set_lr(self, net) -> None:
         for group in net.optimizer_.param_groups:
             group["lr"] = self.lr
+
+
+class PhaseLRScheduler(LRScheduler):
+    """skorch's LRScheduler that stops stepping after ``stop_after_`` epochs, where the energy refinement holds
+    its own constant rate (a schedule sized to ``optim.epochs``, e.g. OneCycleLR's ``total_steps``, would run
+    past its end). Set ``stop_after_`` after construction: skorch passes every attribute not ending in ``_``
+    to the policy."""
+
+    stop_after_: int | None = None
+
+    def _done(self, net) -> bool:
+        return self.stop_after_ is not None and len(net.history) > self.stop_after_
+
+    def on_epoch_end(self, net, **kwargs):
+        if not self._done(net):
+            super().on_epoch_end(net, **kwargs)
+
+    def on_batch_end(self, net, training, **kwargs):
+        if not self._done(net):
+            super().on_batch_end(net, training, **kwargs)
 
 
 class CSVLog(Callback):

@@ -266,7 +266,8 @@ class DatasetSection(_Section):
     # nn_distance, resolved once the data is read (Plan.resolve_fp_params) and recorded in the saved config
     fp_params: dict[str, Any] | Literal["auto"] | None = "auto"
     # amptorch: the nearest-neighbour distance (Å) that "auto" fp_params are scaled to; measured on the training
-    # data (median over atoms, amptorch.descriptors.defaults) when not given
+    # data (median over atoms, amptorch.descriptors.defaults) when not given. Next to an explicit mapping (a saved
+    # config.json of an "auto" run) it is only a record of where that mapping came from.
     nn_distance: float | None = Field(None, gt=0.0)
     cutoff_params: CutoffParams = CutoffParams()
     save_fps: bool = True
@@ -298,15 +299,6 @@ class DatasetSection(_Section):
         if isinstance(v, str):
             raise ValueError(f"got {v!r}; expected a mapping of the scheme's settings or 'auto'")
         return v
-
-    @model_validator(mode="after")
-    def _nn_distance(self) -> DatasetSection:
-        if self.nn_distance is not None and self.fp_params != "auto":
-            raise ValueError(
-                f"nn_distance: got {self.nn_distance}; it scales fp_params 'auto' only, expected it left out "
-                "with explicit fp_params"
-            )
-        return self
 
     @field_validator("fp_scheme")
     @classmethod

@@ -9,6 +9,7 @@ so a bad ``fp_params`` fails there, naming its key path.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,18 +104,22 @@ class Plan:
             descriptor_entry=entry_of(descriptor) if descriptor is not None else by_scheme(ds.fp_scheme),
             recompute=ds.features == "recompute",
         )
-        if o.energy_refinement is not None and not forces:
-            raise InputError("lowers the force coefficient after optim.epochs; expected force training "
-                             "(model.get_forces and optim.force_coefficient > 0)", "config optim.energy_refinement")
+        if o.energy_refinement is not None:
+            _check_refinement(cfg, forces)
         if plan.recompute:
             plan._check_recompute()
         if descriptor is not None:
             plan.given = descriptor
         elif plan.auto and ds.nn_distance is not None:  # "auto" at a given scale: resolved (and checked) now
             plan.resolve_fp_params()
+        elif ds.lmdb_path and ds.raw_data is None:  # a fingerprint LMDB brings its own descriptor
+            pass  # (a geometry store resolves "auto" once it is opened)
         elif plan.auto:  # resolved from the data once it is read; say now if the scheme has no default
-            auto_params(plan.descriptor_entry, 1.0)
-        elif not (ds.lmdb_path and ds.raw_data is None):  # an LMDB brings its own descriptor
+            try:
+                auto_params(plan.descriptor_entry, 1.0)
+            except InputError as err:
+                raise err.within("config dataset") from None
+        else:
             plan._build(ds.elements)  # bad fp_params fail now, before any data is read
         return plan
 
@@ -223,6 +228,22 @@ class Plan:
             raise InputError("'auto' is not resolved yet; expected resolve_fp_params(images) first",
                              "config dataset.fp_params")  # fmt: skip
         return self._build(list(elements))
+
+
+def _check_refinement(cfg: Config, forces: bool) -> None:
+    """``optim.energy_refinement`` needs force training and no early stopping (which would end the run
+    before the refinement, or count the first phase's misses against it); with ``cp_metric: "forces"`` the
+    refinement's epochs are kept only where their forces are better, which is rarely (a warning)."""
+    where = "config optim.energy_refinement"
+    if not forces:
+        raise InputError("lowers the force coefficient after optim.epochs; expected force training "
+                         "(model.get_forces and optim.force_coefficient > 0)", where)  # fmt: skip
+    if cfg.cmd.early_stopping:
+        raise InputError("a phase after optim.epochs; expected cmd.early_stopping false with it (early stopping "
+                         "would end the run before the refinement)", where)  # fmt: skip
+    if cfg.optim.cp_metric == "forces":
+        warnings.warn("optim.energy_refinement with optim.cp_metric 'forces': the refinement trades force error "
+                      "for energy error, so its epochs are seldom kept; expected cp_metric 'energy'", stacklevel=3)
 
 
 def _geometry_store(path) -> bool:

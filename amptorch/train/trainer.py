@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skorch.callbacks import EarlyStopping, GradientNormClipping, LRScheduler
+from skorch.callbacks import EarlyStopping, GradientNormClipping
 from skorch.helper import predefined_split
 from skorch.history import History
 
@@ -46,7 +46,15 @@ from amptorch.potential import TrainedPotential
 from amptorch.potential.metrics import ErrorSums, Labels
 from amptorch.potential.plots import parity_plot
 from amptorch.train import distributed
-from amptorch.train.callbacks import RESUME_FILE, RESUME_FORMAT, BestWeights, CSVLog, EnergyRefinement, ResumeState
+from amptorch.train.callbacks import (
+    RESUME_FILE,
+    RESUME_FORMAT,
+    BestWeights,
+    CSVLog,
+    EnergyRefinement,
+    PhaseLRScheduler,
+    ResumeState,
+)
 from amptorch.train.config import Config
 from amptorch.train.net import AtomsLoss, AtomsNet, TrainingDiverged, empty_batch
 from amptorch.train.plan import Plan, given_descriptor
@@ -308,8 +316,11 @@ class AtomsTrainer:
             cbs.append(("csv", CSVLog(self.run_dir / "metrics.csv")))
         if o.scheduler:
             policy = getattr(torch.optim.lr_scheduler, o.scheduler["policy"])
-            cbs.append(("lr", LRScheduler(policy=policy, monitor=monitor if policy.__name__ == "ReduceLROnPlateau"
-                                          else None, **o.scheduler["params"])))  # fmt: skip
+            scheduler = PhaseLRScheduler(policy=policy, monitor=monitor if policy.__name__ == "ReduceLROnPlateau"
+                                         else None, **o.scheduler["params"])  # fmt: skip
+            if o.energy_refinement and self.plan.forces:
+                scheduler.stop_after_ = o.epochs  # the refinement holds its own rate
+            cbs.append(("lr", scheduler))
         if o.gradient_clipping:
             cbs.append(("clip", GradientNormClipping(gradient_clip_value=o.gradient_clipping)))
         if o.energy_refinement and self.plan.forces:
@@ -429,11 +440,14 @@ class AtomsTrainer:
         except (OSError, ValueError) as err:
             raise InputError(f"{run_dir}/config.json: unreadable ({err})", where) from None
         run = (saved.get("dataset") or {}) if isinstance(saved, dict) else {}
-        if self.plan.auto and isinstance(run.get("fp_params"), dict) and run.get("nn_distance") and (
-            self.config.dataset.nn_distance in (None, run["nn_distance"])
-        ):  # the run's "auto" settings as they were resolved then, not measured again
-            self.plan.resolve_fp_params(nn_distance=run["nn_distance"], fp_params=run["fp_params"])
+        ds = self.config.dataset
+        # the run's "auto" settings as they were resolved then, not measured again (adopted once the configs match)
+        adopt = self.plan.auto and isinstance(run.get("fp_params"), dict) and bool(run.get("nn_distance")) and (
+            run.get("fp_scheme") == ds.fp_scheme and ds.nn_distance in (None, run["nn_distance"])
+        )
         given = json.loads(json.dumps(self.config.to_json(), default=str))
+        if adopt:
+            given["dataset"].update(fp_params=run["fp_params"], nn_distance=run["nn_distance"])
         epochs = self.plan.epochs
         # optim.epochs may be raised (not with an energy refinement after them: its start would move);
         # verbosity changes nothing trained
@@ -445,8 +459,9 @@ class AtomsTrainer:
             keys = sorted(f"{sec}.{k}" for sec in set(saved) | set(given)
                           for k in set(saved.get(sec) or {}) | set(given.get(sec) or {})
                           if (saved.get(sec) or {}).get(k) != (given.get(sec) or {}).get(k))  # fmt: skip
+            may = "" if self.config.optim.energy_refinement else " (only optim.epochs may be raised)"
             raise InputError(f"{run_dir}: the run was made with another config (differs at {', '.join(keys)}); "
-                             "expected the same config (only optim.epochs may be raised)", where)  # fmt: skip
+                             f"expected the same config{may}", where)  # fmt: skip
         path = run_dir / RESUME_FILE
         if not path.is_file():
             done = (run_dir / "metrics.json").is_file()
@@ -462,6 +477,8 @@ class AtomsTrainer:
         if epochs is not None and epochs < state["epoch"]:
             raise InputError(f"optim.epochs gives {epochs} epochs in all, but the run has done {state['epoch']}; "
                              f"expected >= {state['epoch']}", where)  # fmt: skip
+        if adopt:
+            self.plan.resolve_fp_params(nn_distance=run["nn_distance"], fp_params=run["fp_params"])
         return run_dir, state
 
     def _resume_net(self, net: AtomsNet, state: dict) -> None:

@@ -50,8 +50,10 @@ def test_left_out_fp_params_scale_to_the_data_and_are_saved(images, tmp_path):
     assert (saved["fp_params"], saved["nn_distance"]) == (expected, d_nn)
     loaded = TrainedPotential.load(trainer.run_dir)
     assert loaded.descriptor.hash == trainer.potential.descriptor.hash
-    # the saved config trains the same descriptor again, without measuring
-    again = Plan.from_config({"dataset": {"fp_params": saved["fp_params"]}})
+    # the whole saved config validates again and trains the same descriptor, without measuring (nn_distance
+    # next to the mapping is a record)
+    again = Plan.from_config(json.loads((trainer.run_dir / "config.json").read_text()))
+    assert not again.auto and again.config.dataset.nn_distance == d_nn
     assert again.descriptor(["Cu"]).hash == loaded.descriptor.hash
 
 

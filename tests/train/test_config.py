@@ -91,10 +91,6 @@ def test_fp_params_checked_up_front():
     assert _error({"dataset": {"fp_params": "defaults"}}).startswith(
         "config dataset.fp_params: got 'defaults'; expected a mapping of the scheme's settings or 'auto'"
     )
-    assert _error({"dataset": {"fp_params": {"MCSHs": {"orders": [0], "sigmas": [1.0]}}, "nn_distance": 2.5}}) == (
-        "config dataset: nn_distance: got 2.5; it scales fp_params 'auto' only, expected it left out with "
-        "explicit fp_params"
-    )
     assert _error({"dataset": {"nn_distance": 0}}).startswith("config dataset.nn_distance: Input should be greater")
     bad_gs = {"default": {"G2": {"etas": [1.0]}}}
     assert "cutoff: missing" in _error({"dataset": {"fp_scheme": "gaussian", "fp_params": bad_gs}})

@@ -101,6 +101,21 @@ def test_a_run_killed_in_either_phase_resumes_to_the_uninterrupted_result(images
         AtomsTrainer(cfg).train(resume=next((tmp_path / "again" / "checkpoints").iterdir()))
 
 
+def test_a_schedule_sized_to_the_first_phase_stops_there(images, tmp_path):
+    """OneCycleLR stepped per batch, sized to optim.epochs: it would overrun in the refinement; it stops instead and
+    every refinement batch runs at the refinement's rate."""
+    cfg = _config(images, tmp_path)
+    cfg["optim"]["scheduler"] = {"policy": "OneCycleLR", "params": {"max_lr": 1e-2, "total_steps": EPOCHS * BATCHES,
+                                                                     "step_every": "batch"}}  # fmt: skip
+    trainer = AtomsTrainer(cfg).train()
+    assert len(trainer.net.history) == EPOCHS + REFINE
+    lrs = [row["event_lr"] for row in trainer.net.history[:, "batches"][EPOCHS - 1]]
+    assert len(lrs) == BATCHES and lrs[-1] < 1e-2  # the schedule ran its course in the first phase
+    optimizer = trainer.net.optimizer_
+    assert [g["lr"] for g in optimizer.param_groups] == [3e-4] * len(optimizer.param_groups)
+    assert int(next(iter(optimizer.state.values()))["step"]) == REFINE * BATCHES
+
+
 def test_bad_settings_are_one_line_errors(images, tmp_path):
     base = {"model": {"get_forces": True}, "optim": {"force_coefficient": 0.1}}
     assert _error({**base, "optim": {"force_coefficient": 0.1, "energy_refinement": {"epochs": 0}}}).startswith(
@@ -113,6 +128,14 @@ def test_bad_settings_are_one_line_errors(images, tmp_path):
         "config optim.energy_refinement: lowers the force coefficient after optim.epochs; expected force training "
         "(model.get_forces and optim.force_coefficient > 0)"
     )
+    assert _error({**base, "optim": {"force_coefficient": 0.1, "energy_refinement": {"epochs": 5}},
+                   "cmd": {"early_stopping": True}}) == (  # fmt: skip
+        "config optim.energy_refinement: a phase after optim.epochs; expected cmd.early_stopping false with it "
+        "(early stopping would end the run before the refinement)"
+    )
+    with pytest.warns(UserWarning, match="cp_metric 'forces': the refinement trades force error"):
+        AtomsTrainer({**base, "optim": {"force_coefficient": 0.1, "cp_metric": "forces",
+                                        "energy_refinement": {"epochs": 5}}})  # fmt: skip
     msg = _error({**base, "optim": {"force_coefficient": 0.1, "energy_refinement": {"epochs": 5},
                                     "loss_fn": lambda pred, batch: pred["energy"].sum()}})  # fmt: skip
     assert msg.startswith("config optim: energy_refinement: lowers the force coefficient of amptorch's own loss")
