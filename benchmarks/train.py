@@ -171,7 +171,7 @@ def config(train: list, fp_params: dict, epochs: int, fp_scheme: str = "gmporder
         "cmd": {"debug": True, "seed": 1, "verbose": False, "dtype": "float64"},
     }  # fmt: skip
     for section, values in over.items():
-        cfg[section].update(values)
+        cfg.setdefault(section, {}).update(values)
     return cfg
 
 
@@ -179,7 +179,9 @@ def test_errors(trainer, test: list) -> tuple[float, float]:
     """(energy MAE meV/atom, force MAE eV/Å) of ``trainer`` on ``test``."""
     from amptorch.potential import errors
 
-    err = errors(trainer.predict(test), test)
+    # an ensemble's member mean (member 0 alone otherwise)
+    ensemble = trainer.config.uq.ensemble > 1
+    err = errors(trainer.predict(test, uncertainty="ensemble" if ensemble else None), test)
     return 1000 * err["energy_mae"], err["forces_mae"]
 
 

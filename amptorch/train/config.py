@@ -352,6 +352,11 @@ class CmdSection(_Section):
     logger: bool | str = False  # True or "tensorboard": TensorBoard event files in the run dir
     early_stopping: bool = False
     early_stopping_patience: int = Field(5, ge=1)
+    # amptorch: what the keys left out mean (train/recipe.py): "original" (the original AmpTorch's defaults)
+    # or "recommended"; when not given, "recommended" if dataset.fp_params is left out or "auto", else "original"
+    recipe: Literal["original", "recommended"] = "original"
+
+    _lowercase = field_validator("recipe", mode="before")(_lower)
 
     @field_validator("identifier")
     @classmethod
@@ -415,6 +420,13 @@ class Config(_Section):
     dataset: DatasetSection = DatasetSection()
     cmd: CmdSection = CmdSection()
     uq: UQSection = UQSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe(cls, data: Any) -> Any:
+        from amptorch.train.recipe import apply_recipe
+
+        return apply_recipe(data) if isinstance(data, dict) else data
 
     def to_json(self) -> dict:
         """The fully defaulted config as plain JSON (raw_data summarized, callables named)."""

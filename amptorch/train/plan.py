@@ -22,6 +22,7 @@ from amptorch.descriptors.registry import DescriptorEntry, by_scheme, entry_of
 from amptorch.errors import InputError
 from amptorch.potential.trained import DTYPES, numpy_dtype
 from amptorch.train.config import Config, validate_config
+from amptorch.train.recipe import apply_recipe
 
 
 @dataclass
@@ -68,6 +69,8 @@ class Plan:
         read, and the config records the descriptor's scheme.
         """
         if descriptor is not None and isinstance(config, dict):  # fp_params may be the object itself
+            # the recipe is that of the config as given (a descriptor object in fp_params is the original's way)
+            config = apply_recipe(config)
             ds = {k: v for k, v in dict(config.get("dataset") or {}).items() if k != "fp_params"}
             config = {**config, "dataset": ds}
         cfg = validate_config(config)

@@ -512,6 +512,10 @@ class AtomsTrainer:
 
             return train_ensemble(self, raw_data, resume)
         world = distributed.setup(self.plan.device)  # a process group when started by torchrun
+        if cfg.cmd.verbose and cfg.cmd.recipe == "recommended" and distributed.is_main():
+            from amptorch.train.recipe import describe
+
+            print(describe(cfg))
         self._resume = self._read_resume(resume) if resume is not None else None
         try:
             self.load(raw_data=raw_data)

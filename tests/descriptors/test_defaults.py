@@ -54,7 +54,7 @@ def test_settings_scale_with_the_structure():
     big.set_cell(cu.cell * 1.2, scale_atoms=True)
     small_p, big_p = default_fp_params([cu]), default_fp_params([big])
     d_nn = 3.61 / math.sqrt(2)
-    assert small_p["MCSHs"]["orders"] == [0, 1, 2, 3, 4] and len(small_p["MCSHs"]["sigmas"]) == 6
+    assert small_p["MCSHs"]["orders"] == [0, 1, 2, 3, 4] and len(small_p["MCSHs"]["sigmas"]) == 8
     assert small_p["MCSHs"]["sigmas"][0] == pytest.approx(SIGMA_RANGE[0] * d_nn, abs=1e-3)
     assert small_p["MCSHs"]["sigmas"][-1] == pytest.approx(SIGMA_RANGE[1] * d_nn, abs=1e-3)
     assert small_p["cutoff"] == pytest.approx(CUTOFF_FACTOR * d_nn, abs=0.01)

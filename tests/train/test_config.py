@@ -133,8 +133,11 @@ def test_original_spellings_accepted(cu_images, tmp_path):
 
 
 def test_defaults_are_the_originals():
-    """Defaults as the original's code reads them (API.md)."""
-    c = validate_config({})
+    """Defaults as the original's code reads them (API.md), for every config that gives fp_params (all the
+    original's did: it required them) or names the original recipe."""
+    c = validate_config({"dataset": {"fp_params": {"MCSHs": {}, "cutoff": 5.0}}})
+    assert c.cmd.recipe == "original" and validate_config({"cmd": {"recipe": "original"}}) == c.model_copy(
+        update={"dataset": c.dataset.model_copy(update={"fp_params": "auto"})})
     assert (c.model.name, c.model.get_forces, c.model.num_layers, c.model.num_nodes) == ("bpnn", True, 5, 20)
     assert (c.model.batchnorm, c.model.dropout, c.model.dropout_rate, c.model.initialization) == (
         False, False, 0.5, "xavier")  # fmt: skip

@@ -124,7 +124,7 @@ def test_bad_settings_are_one_line_errors(images, tmp_path):
     assert _error({**base, "optim": {"energy_refinement": {"epochs": 5, "rate": 1}}}).startswith(
         "config optim.energy_refinement.rate: unknown key"
     )
-    assert _error({"optim": {"energy_refinement": {"epochs": 5}}}) == (
+    assert _error({"optim": {"force_coefficient": 0.0, "energy_refinement": {"epochs": 5}}}) == (
         "config optim.energy_refinement: lowers the force coefficient after optim.epochs; expected force training "
         "(model.get_forces and optim.force_coefficient > 0)"
     )
