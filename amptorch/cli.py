@@ -786,7 +786,8 @@ def build_parser() -> argparse.ArgumentParser:
         "cmd; see docs/user_guide.md).\nThe config is validated before any work. Relative paths are relative "
         "to the current directory.\n\nexample:\n  amptorch train config.yaml optim.lr=1e-3 "
         "dataset.raw_data=data.extxyz cmd.run_dir=runs\n\nA killed run resumes from its last finished epoch "
-        "with the same config and overrides (optim.epochs may be raised, not with optim.energy_refinement) and "
+        "with the same config and overrides (optim.epochs may be raised, not with optim.energy_refinement, which "
+        "the recommended recipe adds) and "
         "--resume RUN_DIR after them:\n"
         "  amptorch train config.yaml optim.epochs=200 --resume runs/checkpoints/2026-01-01-12-00-00",
     )
@@ -795,7 +796,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         metavar="RUN_DIR",
         help="go on with a killed run in RUN_DIR (its resume.pt) from its last finished epoch; the config must "
-        "equal the run's config.json except optim.epochs, which may be raised",
+        "equal the run's config.json except optim.epochs, which may be raised (not with an energy refinement)",
     )
     t.add_argument(
         "overrides",

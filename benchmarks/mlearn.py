@@ -210,7 +210,7 @@ def bench_element(element: str, args, rows: list) -> None:
     results = [("SingleNN-GMP tuned: " + best.label(), gmp_train_config(dev, best, d_nn, args.epochs), "tuned"),
                ("SingleNN-GMP untuned (recipe)", untuned, "untuned"),
                ("BPNN-G2/G4", bpnn_train_config(dev, d_nn, args.epochs), "bpnn")]  # fmt: skip
-    results = [(label, cfg) for label, cfg, row in results if row in args.rows]
+    results = [(label, cfg) for label, cfg, row in results if row in args.rows and not args.write_only]
     e_bar, f_bar = TARGETS[element]
     for label, cfg in results:
         r = run(cfg, test)
@@ -218,7 +218,7 @@ def bench_element(element: str, args, rows: list) -> None:
               f"{r['wall']:.0f} s", flush=True)  # fmt: skip
         rows.append((element, label, f"{r['energy']:.2f}", f"{r['forces']:.4f}", f"{e_bar:g} / {f_bar:g}",
                      f"{r['wall']:.0f}", cmd))  # fmt: skip
-    if args.write_configs and "tuned" in args.rows:
+    if args.write_configs and ("tuned" in args.rows or args.write_only):
         out = args.examples / f"{element}.yaml"
         how = f"--candidate {' '.join(args.candidate_items)}" if args.candidate else f"--grid {args.grid}"
         header = (f"mlearn {element}: SingleNN-GMP {best.label()}, chosen on the validation split of "
@@ -226,6 +226,10 @@ def bench_element(element: str, args, rows: list) -> None:
                   f"{element} --epochs {args.epochs} {how}\nRun from the repository root: amptorch train "
                   f"examples/mlearn/{element}.yaml\nCandidate {asdict(best)}: widths and cutoff in units of d_nn = "
                   f"{d_nn:.3f} Å.")  # fmt: skip
+        if best.ensemble > 1:
+            header += ("\nThe model is the members' mean (what docs/accuracy.md reports): predict with "
+                       "uncertainty='ensemble',\n`amptorch predict RUN test.extxyz --uncertainty ensemble` or "
+                       "AmpTorchCalculator(RUN, uncertainty='ensemble'); a plain predict is member 0.")  # fmt: skip
         write_yaml(out, yaml_config(element, best, d_nn, args.epochs), header)
         print(f"[{element}] wrote {out}", flush=True)
 
@@ -256,6 +260,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-baselines", dest="rows", action="store_const", const=["tuned"],
                    help="the tuned row only (= --rows tuned)")  # fmt: skip
     p.add_argument("--no-write", dest="write_configs", action="store_false", help="do not write the configs")
+    p.add_argument("--write-only", action="store_true",
+                   help="write the config of --candidate (or the search's choice), no held-out runs")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = p.parse_args(argv)
     try:

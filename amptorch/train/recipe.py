@@ -38,8 +38,15 @@ SCALING = {"type": "standardize", "elementwise": False}
 VAL_SPLIT = 0.1
 
 
-def _given(value: Any) -> bool:
-    return value is not None
+def _read(kind: type, value: Any) -> Any:
+    """``value`` as the config check will read it for a key of type ``kind`` ("1e-3" as 0.001, 0 as False,
+    a numpy integer as int), or None where it cannot (the check then reports it)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        return TypeAdapter(kind).validate_python(value)
+    except ValidationError:
+        return None
 
 
 def recipe_of(config: dict) -> str:
@@ -85,14 +92,14 @@ def _recommended(model: dict, optim: dict, dataset: dict, cmd: dict) -> None:
     if not any(k in model for k in ("hidden_layers", "num_layers", "num_nodes")):
         model["hidden_layers"] = list(LAYERS)
     model.setdefault("activation", ACTIVATION)
-    forces = model.get("get_forces", True) is not False
+    forces = _read(bool, model.get("get_forces", True)) is not False
     optim.setdefault("force_coefficient", FORCE_COEFFICIENT if forces else 0.0)
     for key, alias, value in (("lr", "learning_rate", LR), ("epochs", "max_epochs", EPOCHS)):
         if key not in optim:  # an alias alone stands for its key (both given: the config check says so)
             optim[key] = optim.pop(alias, value)
     optim.setdefault("batch_size", BATCH_SIZE)
-    lr, epochs = optim["lr"], optim["epochs"]
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lr, epochs))
+    lr, epochs = _read(float, optim["lr"]), _read(int, optim["epochs"])
+    numbers = lr is not None and epochs is not None
     if "scheduler" not in optim and numbers and epochs > 0:
         optim["scheduler"] = {"policy": "CosineAnnealingLR",
                               "params": {"T_max": epochs, "eta_min": lr * FINAL_LR_RATIO}}  # fmt: skip
@@ -100,10 +107,9 @@ def _recommended(model: dict, optim: dict, dataset: dict, cmd: dict) -> None:
         numbers
         and epochs > 0
         and forces
-        and isinstance(optim["force_coefficient"], (int, float))
-        and optim["force_coefficient"] > 0
+        and (_read(float, optim["force_coefficient"]) or 0.0) > 0
         and getattr(optim.get("loss_fn"), "__name__", optim.get("loss_fn")) in (None, "CustomLoss")
-        and not cmd.get("early_stopping", False)
+        and not _read(bool, cmd.get("early_stopping", False))
         and str(optim.get("cp_metric", "energy")).lower() == "energy"
     )
     if "energy_refinement" not in optim and refine:

@@ -361,8 +361,14 @@ class AtomsTrainer:
         with self._ranks_in_turn():
             records, descriptor, elements = self._load_data(raw_data)
         cfg = self.config  # fp_params "auto" is resolved now
-        train_idx, val_idx = train_val_split(len(records), cfg.dataset.val_split, cfg.dataset.val_split_mode,
-                                             cfg.cmd.seed)  # fmt: skip
+        try:
+            train_idx, val_idx = train_val_split(len(records), cfg.dataset.val_split, cfg.dataset.val_split_mode,
+                                                 cfg.cmd.seed)  # fmt: skip
+        except InputError as err:
+            if cfg.cmd.recipe != "recommended" or err.path != "val_split":
+                raise
+            raise InputError(f"{err.message} (the recommended recipe's; give dataset.val_split: 0 for so few "
+                             "structures)", "config dataset.val_split") from None  # fmt: skip
         if isinstance(records, list):
             train_records = [records[i] for i in train_idx]
             val_records = [records[i] for i in val_idx]
@@ -446,6 +452,10 @@ class AtomsTrainer:
             run.get("fp_scheme") == ds.fp_scheme and ds.nn_distance in (None, run["nn_distance"])
         )
         given = json.loads(json.dumps(self.config.to_json(), default=str))
+        # a run made before cmd.recipe existed trained the original's defaults, which its config.json spells out
+        legacy = isinstance(saved, dict) and "recipe" not in (saved.get("cmd") or {})
+        if legacy:
+            given["cmd"].pop("recipe", None)
         if adopt:
             given["dataset"].update(fp_params=run["fp_params"], nn_distance=run["nn_distance"])
         epochs = self.plan.epochs
@@ -460,6 +470,12 @@ class AtomsTrainer:
                           for k in set(saved.get(sec) or {}) | set(given.get(sec) or {})
                           if (saved.get(sec) or {}).get(k) != (given.get(sec) or {}).get(k))  # fmt: skip
             may = "" if self.config.optim.energy_refinement else " (only optim.epochs may be raised)"
+            recommended = self.config.cmd.recipe == "recommended"
+            if recommended and set(keys) <= {"optim.epochs", "optim.scheduler", "optim.energy_refinement"}:
+                may += ("; the recommended recipe sizes optim.scheduler and optim.energy_refinement to optim.epochs, "
+                        "so raising it changes them too: train again, or give them as the run's config.json has them")
+            if recommended and legacy:
+                may += "; the run predates cmd.recipe: give cmd.recipe: original to train what it trained"
             raise InputError(f"{run_dir}: the run was made with another config (differs at {', '.join(keys)}); "
                              f"expected the same config{may}", where)  # fmt: skip
         path = run_dir / RESUME_FILE
@@ -500,22 +516,22 @@ class AtomsTrainer:
         baseline are kept, not refitted.
 
         ``resume``: the run directory of a killed run made with this config
-        (``optim.epochs`` may be raised). Its data and model are rebuilt as
+        (``optim.epochs`` may be raised, not with an energy refinement). Its data and model are rebuilt as
         here (the featurization cache makes that cheap), its ``resume.pt``
         (written after every epoch, deleted when a run finishes) is loaded,
         and training goes on from the next epoch in the same run directory
         with the same random stream: the result equals an uninterrupted run's.
         """
         cfg = self.config
+        if cfg.cmd.verbose and cfg.cmd.recipe == "recommended" and distributed.is_main():
+            from amptorch.train.recipe import describe
+
+            print(describe(cfg))
         if cfg.uq.ensemble > 1:  # M members into one checkpoint (amptorch.train.ensemble)
             from amptorch.train.ensemble import train_ensemble
 
             return train_ensemble(self, raw_data, resume)
         world = distributed.setup(self.plan.device)  # a process group when started by torchrun
-        if cfg.cmd.verbose and cfg.cmd.recipe == "recommended" and distributed.is_main():
-            from amptorch.train.recipe import describe
-
-            print(describe(cfg))
         self._resume = self._read_resume(resume) if resume is not None else None
         try:
             self.load(raw_data=raw_data)
@@ -630,6 +646,8 @@ class AtomsTrainer:
         if not self._config_given and potential.config is not None:
             cfg = dict(potential.config)
             cfg["dataset"] = {k: v for k, v in cfg["dataset"].items() if k != "raw_data"}
+            # a full dump: one saved before cmd.recipe existed was trained with the original's defaults
+            cfg["cmd"] = {"recipe": "original", **(cfg.get("cmd") or {})}
         else:
             cfg = self.config
         self.plan = Plan.from_config(cfg, potential.descriptor)

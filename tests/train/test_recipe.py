@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from amptorch.descriptors import GMP
+from amptorch.errors import InputError
 from amptorch.potential import errors
 from amptorch.train import AtomsTrainer
 from amptorch.train.config import validate_config
@@ -16,6 +17,7 @@ from amptorch.train.plan import Plan
 from amptorch.train.recipe import describe
 
 from .test_config import _error
+from .test_resume import _kill_after, _Killed
 
 
 def test_left_out_fp_params_get_the_recommended_recipe():
@@ -46,6 +48,16 @@ def test_given_keys_are_kept_and_derived_ones_follow_them():
     c = validate_config({"optim": {"scheduler": given, "energy_refinement": {"epochs": 7}}})
     assert c.optim.scheduler == given and c.optim.energy_refinement.epochs == 7
     assert validate_config({"optim": {"scheduler": None}}).optim.scheduler is None  # given as none: none
+
+
+def test_values_are_read_as_the_config_check_reads_them():
+    """A numpy integer or a number in a string still sizes the schedule and the refinement; 0 and "true" are
+    booleans (no refinement without forces or with early stopping)."""
+    c = validate_config({"optim": {"epochs": np.int64(30), "lr": "1e-3"}})
+    assert c.optim.scheduler["params"] == {"T_max": 30, "eta_min": pytest.approx(2e-5)}
+    assert (c.optim.energy_refinement.epochs, c.optim.energy_refinement.lr) == (30, pytest.approx(2e-5))
+    assert validate_config({"model": {"get_forces": 0}}).optim.energy_refinement is None
+    assert validate_config({"cmd": {"early_stopping": "true"}}).optim.energy_refinement is None
 
 
 @pytest.mark.parametrize(
@@ -113,3 +125,37 @@ def test_untuned_run_trains_the_recipe_and_beats_the_original_defaults(cu_images
     original.train()
     theirs = errors(original.predict(cu_test_images), cu_test_images)
     assert np.isfinite(ours["forces_mae"]) and ours["forces_mae"] < 0.7 * theirs["forces_mae"]
+
+
+def test_resume_says_what_the_recipe_derived(cu_images, tmp_path, monkeypatch):
+    """A killed run of the recipe resumes; raising optim.epochs is refused with the reason (the recipe sized the
+    schedule and the refinement to it); a run saved before cmd.recipe existed resumes under the original's."""
+    cfg = {"dataset": {"raw_data": cu_images[:8]}, "optim": {"epochs": 2},
+           "cmd": {"run_dir": str(tmp_path), "identifier": "killed", "verbose": False}}  # fmt: skip
+    with monkeypatch.context() as m:
+        _kill_after(m, 1)
+        with pytest.raises(_Killed):
+            AtomsTrainer(cfg).train()
+    run_dir = next((tmp_path / "checkpoints").iterdir())
+    raised = {**cfg, "optim": {"epochs": 3}}
+    with pytest.raises(InputError, match=r"the recommended recipe sizes optim.scheduler and "
+                                         r"optim.energy_refinement to optim.epochs"):  # fmt: skip
+        AtomsTrainer(raised).train(resume=run_dir)
+    assert len(AtomsTrainer(cfg).train(resume=run_dir).net.history) == 4
+
+    # a config.json without cmd.recipe (saved before it existed): what it spells out is what it trained
+    legacy = {**cfg, "dataset": {**cfg["dataset"], "fp_params": None}, "cmd": {**cfg["cmd"], "identifier": "old"}}
+    with monkeypatch.context() as m:
+        _kill_after(m, 1)
+        with pytest.raises(_Killed):
+            AtomsTrainer(legacy).train()
+    old_dir = next(d for d in (tmp_path / "checkpoints").iterdir() if d.name.endswith("old"))
+    saved = json.loads((old_dir / "config.json").read_text())
+    del saved["cmd"]["recipe"]
+    (old_dir / "config.json").write_text(json.dumps(saved))
+    assert len(AtomsTrainer(legacy).train(resume=old_dir).net.history) == 4
+    # the same data-only config with the original's recipe is refused with the hint
+    saved["optim"]["lr"] = 0.1
+    (old_dir / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(InputError, match=r"the run predates cmd.recipe: give cmd.recipe: original"):
+        AtomsTrainer(legacy).train(resume=old_dir)
