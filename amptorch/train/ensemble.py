@@ -10,7 +10,10 @@ model: its epochs are checkpointed and logged (``model.pt``,
 ``metrics.csv``, ``resume.pt``) as a single run's; the others train without
 run files. The other members train in ``uq.ensemble_workers`` spawned worker
 processes (default: one per core beside the main process's; each on one torch
-thread) while the main process trains member 0; a script then needs the
+thread) and in the main process, which after member 0 takes every
+(workers + 1)-th member, so M members take ceil(M / (workers + 1)) members'
+time (waiting idle on the pool's queue, 5 members on 2 cores took 4
+members' time); a script then needs the
 usual ``if __name__ == "__main__":`` guard, as for any spawned process. With
 ``ensemble_workers: 0``, a single core, or an LMDB split, they train one after
 another in the main process.
@@ -127,23 +130,25 @@ def train_ensemble(trainer, raw_data=None, resume=None):
             warnings.warn(f"uq.ensemble_workers: the config cannot be sent to worker processes ({err}); "
                           "training the members one after another", stacklevel=3)  # fmt: skip
             config = None
+    here = range(1, members)  # the members this process trains after member 0 (all of them without workers)
     if config is not None:
+        # the main process is a worker too: member m goes to it when m % (workers + 1) == 0, else to the pool, so
+        # the wall time is ceil(M / (workers + 1)) members (it would wait idle for the pool's queue otherwise)
+        here = [m for m in range(1, members) if m % (workers + 1) == 0]
         pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
-        pending = [pool.submit(_fit_in_worker, config, {k: v.cpu() for k, v in m.state_dict().items()},
-                               pot.network, r, val_records, s)
-                   for m, r, s in zip(initial[1:], records[1:], seeds[1:], strict=True)]  # fmt: skip
+        pending = {m: pool.submit(_fit_in_worker, config, {k: v.cpu() for k, v in initial[m].state_dict().items()},
+                                  pot.network, records[m], val_records, seeds[m])
+                   for m in range(1, members) if m not in here}  # fmt: skip
     net0 = None
     try:
         _, net0 = _fit(trainer, pot.model, records[0], val_records, seeds[0])  # member 0: the run's own files
         trainer.net = net0
-        if pending is not None:
-            for model, fut in zip(initial[1:], pending, strict=True):
-                model.network.load_state_dict(fut.result())
-                model.eval()
-        else:
-            trainer.run_dir = None  # the other members write no run files
-            for model, r, s in zip(initial[1:], records[1:], seeds[1:], strict=True):
-                _fit(trainer, model, r, val_records, s)
+        trainer.run_dir = None  # the other members write no run files
+        for m in here:
+            _fit(trainer, initial[m], records[m], val_records, seeds[m])
+        for m, fut in (pending or {}).items():
+            initial[m].network.load_state_dict(fut.result())
+            initial[m].eval()
     finally:
         trainer.run_dir = run_dir
         if net0 is not None:

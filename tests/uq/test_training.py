@@ -148,9 +148,9 @@ def test_ensemble_run_cannot_resume(data, tmp_path):
         AtomsTrainer(config(images, tmp_path)).train(resume=tmp_path)
 
 
-@pytest.mark.slow
 def test_parallel_members_equal_sequential(data, tmp_path):
-    """Members trained in worker processes (one torch thread each) equal those trained one after another."""
+    """Members trained in worker processes (one torch thread each) equal those trained one after another; with one
+    worker, the main process trains members 0 and 2 and the worker member 1."""
     _, images, _ = data
     seq = AtomsTrainer(config(images, tmp_path / "seq", latent=False)).train()
     par = AtomsTrainer(config(images, tmp_path / "par", latent=False, ensemble_workers=1)).train()
