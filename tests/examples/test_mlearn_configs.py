@@ -41,3 +41,30 @@ def test_amptorch_train_runs_a_config_as_written(tmp_path, monkeypatch):
     assert main(["train", str(CONFIGS["Li"]), "optim.epochs=1", "--quiet"]) == 0
     run_dirs = list((work / "runs" / "mlearn_Li").rglob("model.pt"))
     assert len(run_dirs) == 1
+
+
+def test_official_split_reader_reads_mlearns_json(tmp_path):
+    """benchmarks/mlearn_official.py reads mlearn's test.json (pymatgen structure dicts, outputs in eV and eV/Å)
+    without pymatgen: positions, cell, energy and forces as written."""
+    import json
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from mlearn_official import read_test
+
+    cell = [[3.1, 0.0, 0.0], [0.0, 3.2, 0.0], [0.1, 0.0, 3.3]]
+    xyz = [[0.0, 0.0, 0.0], [1.5, 1.6, 1.7]]
+    forces = [[0.1, -0.2, 0.3], [-0.1, 0.2, -0.3]]
+    entry = {"structure": {"lattice": {"matrix": cell},
+                           "sites": [{"species": [{"element": "Mo", "occu": 1}], "xyz": p} for p in xyz]},
+             "outputs": {"energy": -21.5, "forces": forces, "virial_stress": [0] * 6}, "group": "Vacancy"}  # fmt: skip
+    path = tmp_path / "test.json"
+    path.write_text(json.dumps([entry, entry]))
+    frames = read_test(path)
+    assert len(frames) == 2 and frames[0].get_chemical_symbols() == ["Mo", "Mo"] and frames[0].pbc.all()
+    np.testing.assert_allclose(frames[0].positions, xyz)
+    np.testing.assert_allclose(frames[0].cell[:], cell)
+    assert frames[1].get_potential_energy() == -21.5
+    np.testing.assert_allclose(frames[1].get_forces(), forces)
