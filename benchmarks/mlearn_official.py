@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from mlearn import ELEMENTS, REPO, TARGETS  # noqa: I001
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def read_test(path: Path) -> list:
@@ -41,6 +42,8 @@ def read_test(path: Path) -> list:
 
 
 def score(element: str, mlearn: Path, run_dir: Path) -> str:
+    from mlearn import TARGETS  # (benchmarks/mlearn.py; imported on use, so read_test imports nothing of ours)
+
     from amptorch.cli import load_yaml
     from amptorch.potential import errors
     from amptorch.train import AtomsTrainer
@@ -64,6 +67,8 @@ def score(element: str, mlearn: Path, run_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from mlearn import ELEMENTS
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mlearn", type=Path, required=True, help="a clone of materialsvirtuallab/mlearn")
     p.add_argument("--elements", nargs="+", choices=ELEMENTS, default=list(ELEMENTS))
