@@ -23,8 +23,6 @@ from __future__ import annotations
 
 from typing import Any
 
-RECIPES = ("original", "recommended")
-
 # the recommended recipe's own values (docs/accuracy.md: mlearn Li, Mo, Si, Ge)
 LAYERS = [64, 64]
 ACTIVATION = "silu"
@@ -136,4 +134,4 @@ def describe(config) -> str:
             "holds every key)")  # fmt: skip
 
 
-__all__ = ["RECIPES", "apply_recipe", "describe", "recipe_of"]
+__all__ = ["apply_recipe", "describe", "recipe_of"]
