@@ -101,6 +101,8 @@ def _recommended(model: dict, optim: dict, dataset: dict, cmd: dict) -> None:
     if "scheduler" not in optim and numbers and epochs > 0:
         optim["scheduler"] = {"policy": "CosineAnnealingLR",
                               "params": {"T_max": epochs, "eta_min": lr * FINAL_LR_RATIO}}  # fmt: skip
+    # the refinement only where Plan's _check_refinement and the loss_fn check of the config accept it without
+    # a warning (those raise for a refinement the user gives; here it is left out instead)
     refine = (
         numbers
         and epochs > 0

@@ -318,12 +318,12 @@ class AtomsTrainer:
             policy = getattr(torch.optim.lr_scheduler, o.scheduler["policy"])
             scheduler = PhaseLRScheduler(policy=policy, monitor=monitor if policy.__name__ == "ReduceLROnPlateau"
                                          else None, **o.scheduler["params"])  # fmt: skip
-            if o.energy_refinement and self.plan.forces:
+            if o.energy_refinement:  # (the plan refused it without force training)
                 scheduler.stop_after_ = o.epochs  # the refinement holds its own rate
             cbs.append(("lr", scheduler))
         if o.gradient_clipping:
             cbs.append(("clip", GradientNormClipping(gradient_clip_value=o.gradient_clipping)))
-        if o.energy_refinement and self.plan.forces:
+        if o.energy_refinement:
             r = o.energy_refinement
             cbs.append(("refine", EnergyRefinement(o.epochs, r.force_coefficient, r.lr)))
         if cmd.early_stopping:
@@ -490,7 +490,7 @@ class AtomsTrainer:
             raise InputError(f"{path}: unreadable ({type(err).__name__}: {err}); start the run again", where) from None
         if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
             raise InputError(f"{path}: not a resume state of this amptorch version; start the run again", where)
-        if epochs is not None and epochs < state["epoch"]:
+        if epochs < state["epoch"]:
             raise InputError(f"optim.epochs gives {epochs} epochs in all, but the run has done {state['epoch']}; "
                              f"expected >= {state['epoch']}", where)  # fmt: skip
         if adopt:
