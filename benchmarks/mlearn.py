@@ -69,12 +69,16 @@ class Candidate:
     loss: str = "mse"  # optim.loss: "mse" or "mae"
     seed: int = 1  # cmd.seed: the weights' initialization
     ensemble: int = 1  # uq.ensemble: members (seeds seed..seed + M - 1) whose mean is tested
+    ema: float = 0.0  # optim.ema_decay: the weights' moving average (0: none)
+    val_split: float = 0.1  # dataset.val_split: the part of the training data that picks the kept epoch
 
     def label(self) -> str:
         refine = f" refine {self.refine}@{self.refine_fc:g}" if self.refine else ""
         layers = "x".join(map(str, self.layers))
         extra = (f" loss {self.loss}" if self.loss != "mse" else "") + (f" seed {self.seed}" if self.seed != 1 else "")
         extra += f" ensemble {self.ensemble}" if self.ensemble > 1 else ""
+        extra += f" ema {self.ema:g}" if self.ema else ""
+        extra += f" val {self.val_split:g}" if self.val_split != 0.1 else ""
         return (f"o{max(self.orders)} σ {self.sigma_lo:g}-{self.sigma_hi:g}×{self.n_sigmas} rc {self.cutoff:g} "
                 f"L{layers} {self.activation} fc {self.force_coefficient:g}{refine}{extra}")  # fmt: skip
 
@@ -93,15 +97,17 @@ GRIDS: dict[str, list[Candidate]] = {
 }
 
 
-def gmp_train_config(frames: list, cand: Candidate, d_nn: float, epochs: int, val_split: float = 0.1) -> dict:
+def gmp_train_config(frames: list, cand: Candidate, d_nn: float, epochs: int) -> dict:
     """The SingleNN-GMP config of ``cand`` on ``frames`` (d_nn in Å)."""
     fp = gmp_fp_params(d_nn, cand.orders, cand.n_sigmas, (cand.sigma_lo, cand.sigma_hi), cand.cutoff)
     optim = {"force_coefficient": cand.force_coefficient, "batch_size": 8, "loss": cand.loss}
+    if cand.ema:
+        optim["ema_decay"] = cand.ema
     if cand.refine:
         optim["energy_refinement"] = refinement(cand)
     return config(frames, fp, epochs,
                   model={"hidden_layers": list(cand.layers), "activation": cand.activation},
-                  optim=optim, dataset={"val_split": val_split}, cmd={"seed": cand.seed},
+                  optim=optim, dataset={"val_split": cand.val_split}, cmd={"seed": cand.seed},
                   **({"uq": {"ensemble": cand.ensemble}} if cand.ensemble > 1 else {}))  # fmt: skip
 
 
@@ -227,9 +233,9 @@ def bench_element(element: str, args, rows: list) -> None:
                   f"examples/mlearn/{element}.yaml\nCandidate {asdict(best)}: widths and cutoff in units of d_nn = "
                   f"{d_nn:.3f} Å.")  # fmt: skip
         if best.ensemble > 1:
-            header += ("\nThe model is the members' mean (what docs/accuracy.md reports): predict with "
-                       "uncertainty='ensemble',\n`amptorch predict RUN test.extxyz --uncertainty ensemble` or "
-                       "AmpTorchCalculator(RUN, uncertainty='ensemble'); a plain predict is member 0.")  # fmt: skip
+            header += ("\nThe checkpoint predicts the members' mean (what docs/accuracy.md reports) in predict, "
+                       "`amptorch predict` and\nAmpTorchCalculator; uncertainty='ensemble' adds their "
+                       "spread.")  # fmt: skip
         write_yaml(out, yaml_config(element, best, d_nn, args.epochs), header)
         print(f"[{element}] wrote {out}", flush=True)
 

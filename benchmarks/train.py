@@ -179,9 +179,7 @@ def test_errors(trainer, test: list) -> tuple[float, float]:
     """(energy MAE meV/atom, force MAE eV/Å) of ``trainer`` on ``test``."""
     from amptorch.potential import errors
 
-    # an ensemble's member mean (member 0 alone otherwise)
-    ensemble = trainer.config.uq.ensemble > 1
-    err = errors(trainer.predict(test, uncertainty="ensemble" if ensemble else None), test)
+    err = errors(trainer.predict(test), test)  # (an ensemble checkpoint predicts its members' mean)
     return 1000 * err["energy_mae"], err["forces_mae"]
 
 

@@ -1,10 +1,11 @@
-"""Models: feature layer (autograd path to forces/stress), SingleNN, BPNN and AtomisticModel.
+"""Models: feature layer (autograd path to forces/stress), SingleNN, BPNN, AtomisticModel and the ensemble mean.
 
 Imports torch, numpy, ``amptorch.data.batch``, ``amptorch.descriptors.record`` (N_Z,
 the Voigt order) and ``amptorch.errors`` only.
 """
 
 from amptorch.models.bpnn import BPNN
+from amptorch.models.ensemble import MemberMean
 from amptorch.models.feature_layer import FeatureFunction, batch_features
 from amptorch.models.mlp import build_mlp, resolve_activation
 from amptorch.models.network import AtomNetwork
@@ -16,6 +17,7 @@ __all__ = [
     "AtomisticModel",
     "BPNN",
     "FeatureFunction",
+    "MemberMean",
     "SingleNN",
     "batch_features",
     "build_mlp",

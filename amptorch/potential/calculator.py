@@ -100,6 +100,9 @@ class AmpTorchCalculator(Calculator):
     first call that asks for it on (NPT asks for it every step).
 
     Attributes:
+        model: the AtomisticModel it evaluates, ``potential.predictor``: the checkpoint's network, or the
+            members' mean of an ensemble checkpoint (so energy, forces and stress are the mean's with or
+            without ``uncertainty``).
         inference: the fused-path kernel (from the descriptor's registry entry,
             e.g. GMPInference), or None where the descriptor has no fused path.
     """
@@ -122,7 +125,7 @@ class AmpTorchCalculator(Calculator):
         if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 0:
             raise InputError(f"n_threads: got {n_threads!r}; expected an integer >= 0 (0: the defaults)")
         self.potential = as_potential(model, device)
-        self.potential.model.eval()
+        self.model = self.potential.predictor.eval()  # model.pt's network, or an ensemble's members' mean
         self.n_threads = int(n_threads)
         fused_path = entry_of(self.potential.descriptor).fused if fused else None
         self.inference = fused_path(self.potential.descriptor, skin) if fused_path is not None else None
@@ -193,10 +196,9 @@ class AmpTorchCalculator(Calculator):
 
         ``keep``: when given, receives the features ``x`` (n, F) tensor, ``numbers`` and ``latent`` (n, H)
         (what the uncertainty methods reuse)."""
-        pot = self.potential
         x = self._fused_features(atoms).requires_grad_(True)
         with torch.enable_grad():
-            energies, h = pot.model.atomic_energies(x, self._numbers[1])  # (n,) eV, (n, H)
+            energies, h = self.model.atomic_energies(x, self._numbers[1])  # (n,) eV, (n, H)
             (dEdG,) = torch.autograd.grad(energies.sum(), x)  # (n, F)
         if keep is not None:
             keep.update(x=x.detach(), numbers=self._numbers[1], latent=h.detach())
@@ -297,7 +299,7 @@ class AmpTorchCalculator(Calculator):
     def _recorded_latent(self, rec, want_stress: bool):
         """The training path with the latent kept: energies, forces, stress and {x, numbers, latent}."""
         with torch.no_grad():
-            out = self.potential.model(collate([rec]), forces=True, stress=want_stress, latent=True,
+            out = self.model(collate([rec]), forces=True, stress=want_stress, latent=True,
                                        create_graph=False)  # fmt: skip
         pot = self.potential
         keep = {"x": torch.as_tensor(rec.features, device=pot.device, dtype=pot.dtype),
@@ -311,7 +313,7 @@ class AmpTorchCalculator(Calculator):
         if rec is None:
             rec = self._record(atoms, want_stress)
         with torch.no_grad():
-            out = self.potential.model(collate([rec]), forces=True, stress=want_stress, create_graph=False)
+            out = self.model(collate([rec]), forces=True, stress=want_stress, create_graph=False)
         stress = out["stress"][0].to("cpu", torch.float64).numpy() if want_stress else None
         return (
             out["energies"].to("cpu", torch.float64).numpy(),

@@ -7,6 +7,7 @@ imports neither skorch nor ``amptorch.train``.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +62,7 @@ class TrainedPotential:
         self._warned: set[tuple[int, ...]] = set()
         self.path: Path | None = None  # the checkpoint directory it was loaded from or last saved to
         self._uq: UQState | None = None  # read on first use of .uq
+        self._mean: tuple[object, AtomisticModel] | None = None  # (the ensemble, its members' mean model)
 
     @property
     def uq(self) -> UQState:
@@ -77,6 +79,46 @@ class TrainedPotential:
     @uq.setter
     def uq(self, state: UQState) -> None:
         self._uq = state
+
+    @property
+    def predictor(self) -> AtomisticModel:
+        """The AtomisticModel that ``predict``, ``evaluate`` and the calculator evaluate.
+
+        ``model`` (the checkpoint's ``model.pt``), or, for a checkpoint holding a trained ensemble
+        (``uq.ensemble: M``), the members' mean: ``model``'s scaler tables and baseline over a
+        :class:`~amptorch.models.MemberMean` of the M networks, the prediction the ensemble was trained for
+        (deep ensembles are scored by their mean; TorchANI's ensembles predict it too). Its forces and stress
+        are the members' mean forces and stress. ``model`` stays member 0: what training, fine-tuning and the
+        dropout / latent methods work on.
+        """
+        ensemble = self._ensemble()
+        if ensemble is None:
+            return self.model
+        if self._mean is None or self._mean[0] is not ensemble:
+            from amptorch.models import MemberMean
+
+            base = self.model
+            mean = AtomisticModel(MemberMean(ensemble.networks), base.feature_shift, base.feature_scale,
+                                  base.energy_refs, base.energy_scale)  # fmt: skip
+            self._mean = (ensemble, mean)
+        mean = self._mean[1].to(device=self.device, dtype=self.dtype)  # (the members follow model.to)
+        if mean.twin is not self.model.twin:  # recompute mode: geometry records are featured by model's twin
+            mean.set_twin(self.model.twin)
+        return mean
+
+    def _ensemble(self):
+        """The trained ensemble (``amptorch.uq.Ensemble``) this potential holds, or None; a checkpoint's UQ
+        files are read only when its uq.json names an ensemble (not for a plain predict of any other)."""
+        if self._uq is None:
+            file = None if self.path is None else Path(self.path) / "uq.json"
+            if file is None or not file.is_file():
+                return None
+            try:
+                if json.loads(file.read_text()).get("ensemble") is None:
+                    return None
+            except (OSError, ValueError, AttributeError):
+                pass  # .uq reads it again and says what is wrong with it
+        return self.uq.ensemble
 
     @property
     def dtype(self) -> torch.dtype:
@@ -142,9 +184,9 @@ class TrainedPotential:
     def evaluate(self, records, forces: bool = True, stress: bool = False, latent: bool = False) -> dict:
         """Model outputs for a list of FeatureRecords (or geometry records, on a model with a twin), as float64
         numpy arrays (batched)."""
-        self.model.eval()
+        model = self.predictor.eval()
         batch = collate(records).to(self.device, self.dtype)
-        out = self.model(batch, forces=forces, stress=stress, latent=latent, create_graph=False)
+        out = model(batch, forces=forces, stress=stress, latent=latent, create_graph=False)
         return {k: v.detach().to("cpu", torch.float64).numpy() for k, v in out.items()}
 
     def evaluate_chunks(self, records, forces: bool = True, batch_size: int = 64) -> Iterator[tuple[dict, list]]:

@@ -1,5 +1,5 @@
-"""skorch callbacks of the trainer: best-model checkpoint, CSV metrics log, the per-epoch resume state and the
-energy-refinement phase.
+"""skorch callbacks of the trainer: best-model checkpoint, CSV metrics log, the per-epoch resume state, the
+energy-refinement phase and the weights' moving average.
 
 Early stopping, LR schedules, gradient clipping, TensorBoard and the epoch
 table are skorch's own callbacks (wired in ``trainer.py``).
@@ -80,6 +80,8 @@ class EnergyRefinement(Callback):
             best = dict(net.callbacks_)["best"].best_state
             if best is not None:  # refine the best weights of the first phase, not its last epoch's
                 net.module_.load_state_dict(best)
+            if "ema" in dict(net.callbacks_):  # the average restarts from them
+                dict(net.callbacks_)["ema"].reset(net)
             net.optimizer_.state.clear()  # fresh moments for the new loss (Adam's were scaled to the old one)
         coefficients = net.criterion_.coefficients
         coefficients["forces"] = self.force_coefficient if refining else self.initial
@@ -90,6 +92,75 @@ class EnergyRefinement(Callback):
     def _set_lr(self, net) -> None:
         for group in net.optimizer_.param_groups:
             group["lr"] = self.lr
+
+
+class WeightAverage(Callback):
+    """An exponential moving average (EMA) of the weights, the weights every epoch is scored and kept with.
+
+    After each optimizer step the average moves towards the weights, ``avg += (1 - d) (w - avg)`` with
+    ``d = min(decay, (1 + n) / (10 + n))`` after n steps (the warm-up of TensorFlow's
+    ExponentialMovingAverage, so the first steps' random weights fade fast). When an epoch's training steps are
+    done (``AtomsNet.run_single_epoch`` calls :meth:`on_training_done`) the averaged weights go into the module:
+    the validation pass, the end-of-epoch training-set score, :class:`BestWeights` and so the checkpoint and
+    the final model all see them. At the epoch's end (placed after "best", before "resume") the optimizer's own
+    weights go back, and training goes on from them. As NequIP's and MACE's ``ema_decay``: the average of the
+    last ~1 / (1 - decay) steps smooths the step noise a constant or slowly decaying learning rate leaves.
+    Only parameters are averaged (buffers such as the element table are the module's own).
+    """
+
+    def __init__(self, decay: float):
+        self.decay = decay
+        self.average: list[torch.Tensor] | None = None
+        self.updates = 0
+        self._kept: list[torch.Tensor] | None = None  # the optimizer's weights while the average is swapped in
+
+    def _params(self, net) -> list[torch.Tensor]:
+        return [p for p in net.module_.parameters()]
+
+    def reset(self, net) -> None:
+        """Start the average again from the module's weights (a new run, or the refinement's switch)."""
+        self.average = [p.detach().clone() for p in self._params(net)]
+        self.updates = 0
+
+    def on_train_begin(self, net, **kwargs):
+        self._kept = None
+        self.reset(net)  # (ResumeState, the last callback, then puts a resumed run's average back)
+
+    def on_train_end(self, net, **kwargs):
+        self._swap_out(net)
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if not training:
+            return
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        with torch.no_grad():
+            torch._foreach_lerp_(self.average, [p.detach() for p in self._params(net)], 1.0 - decay)
+
+    def on_training_done(self, net) -> None:
+        """The epoch's training steps are done: score (and keep) the averaged weights."""
+        if self._kept is None:
+            params = self._params(net)
+            with torch.no_grad():
+                self._kept = [p.detach().clone() for p in params]
+                torch._foreach_copy_(params, self.average)
+
+    def on_epoch_end(self, net, **kwargs):
+        self._swap_out(net)
+
+    def _swap_out(self, net) -> None:
+        if self._kept is not None:
+            with torch.no_grad():
+                torch._foreach_copy_(self._params(net), self._kept)
+            self._kept = None
+
+    def state(self) -> dict:
+        """What :class:`ResumeState` saves: ``average`` (tensors) and ``updates``."""
+        return {"average": [t.detach().clone() for t in self.average], "updates": int(self.updates)}
+
+    def load_state(self, state: dict) -> None:
+        self.average = [t.clone() for t in state["average"]]
+        self.updates = int(state["updates"])
 
 
 class PhaseLRScheduler(LRScheduler):
@@ -178,7 +249,8 @@ class ResumeState(Callback):
     Contents (tensors, numbers, strings, lists and dicts only: ``torch.load(weights_only=True)``):
     ``format``, ``epoch`` (epochs done), ``model`` (this epoch's weights), ``optimizer``, ``lr_scheduler``
     (or None), ``best`` (BestWeights' ``state`` and ``epoch``), ``early_stopping`` (``misses``,
-    ``threshold``) or None, ``scores`` (skorch scorers' best scores), ``csv_keys``, ``first_loss``,
+    ``threshold``) or None, ``scores`` (skorch scorers' best scores), ``csv_keys``, ``ema`` (the
+    :class:`WeightAverage` state) or None, ``first_loss``,
     ``history`` (the skorch history as JSON, per-batch rows left out) and ``rng`` (:func:`rng_state`).
 
     ``restore(net, state)`` on an initialized net, before ``partial_fit``, loads the weights and the optimizer
@@ -215,6 +287,8 @@ class ResumeState(Callback):
                 cbs[name].best_score_ = score
         if "csv" in cbs:
             cbs["csv"].keys = state["csv_keys"]
+        if state.get("ema") is not None and "ema" in cbs:
+            cbs["ema"].load_state(state["ema"])
         net._first_loss = state["first_loss"]
         set_rng_state(state["rng"])
 
@@ -236,6 +310,7 @@ class ResumeState(Callback):
                                                           "threshold": float(early.dynamic_threshold_)},
             "scores": {name: float(cb.best_score_) for name, cb in cbs.items() if hasattr(cb, "best_score_")},
             "csv_keys": cbs["csv"].keys if "csv" in cbs else None,
+            "ema": cbs["ema"].state() if "ema" in cbs else None,
             "first_loss": net._first_loss,
             "history": json.dumps(history, default=_plain),
             "rng": rng_state(),

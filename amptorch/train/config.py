@@ -170,6 +170,7 @@ class OptimSection(_Section):
     gradient_clipping: float | None = Field(None, gt=0.0)  # amptorch: max grad norm
     device: str | None = None  # amptorch: "cpu", "cuda", "cuda:1"; default from gpus
     energy_refinement: EnergyRefinementSection | None = None  # amptorch: a last phase with energies weighted up
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0)  # amptorch: weights' moving average, scored and kept
 
     _lowercase = field_validator("loss", "metric", "cp_metric", mode="before")(_lower)
 

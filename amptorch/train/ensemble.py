@@ -91,10 +91,10 @@ def _fit_in_worker(config: dict, model_state: dict, network: dict, records, val_
 def train_ensemble(trainer, raw_data=None, resume=None):
     """``AtomsTrainer.train()`` with ``uq.ensemble`` = M > 1: M members into one checkpoint directory.
 
-    ``model.pt`` holds member 0, ``ensemble.pt`` every member (``amptorch.uq.state``); the final
-    metrics are member 0's, plus ``metrics["ensemble"]`` of the member mean.
+    ``model.pt`` holds member 0, ``ensemble.pt`` every member (``amptorch.uq.state``); the checkpoint
+    predicts the members' mean (``TrainedPotential.predictor``), and the final metrics (``metrics.json``,
+    the parity plots) are the mean's, plus ``metrics["member0"]`` (train / valid) of member 0 alone.
     """
-    from amptorch.potential import errors
     from amptorch.train.callbacks import RESUME_FILE
     from amptorch.uq.ensemble import Ensemble
 
@@ -155,18 +155,12 @@ def train_ensemble(trainer, raw_data=None, resume=None):
             trainer.net = net0
         if pending is not None:
             pool.shutdown(cancel_futures=True)
+    trainer._summarize(train_records, val_records)  # before the ensemble is in: member 0's errors
+    member0 = {k: v for k, v in trainer.metrics.items() if k in ("train", "valid")}
     ensemble = Ensemble([m.network for m in initial], seeds=seeds, bootstrap=bootstrap)
     store_uq(trainer, train_records, ensemble)
-    trainer._summarize(train_records, val_records)
-    trainer.metrics["ensemble"] = {}
-    for name, recs in (("train", train_records), ("valid", val_records)):
-        if len(recs):
-            feats = recs
-            if trainer.plan.recompute:  # geometry records: features with derivatives, a slice at a time
-                feats = GeometryFeatures(recs, pot.descriptor, trainer.plan.np_dtype, cfg.dataset.workers,
-                                         derivatives=trainer.plan.forces)  # fmt: skip
-            pred = ensemble.predict(pot, feats, forces=trainer.plan.forces)
-            trainer.metrics["ensemble"][name] = errors(pred, recs)
+    trainer._summarize(train_records, val_records)  # the checkpoint's prediction: the members' mean
+    trainer.metrics["member0"] = member0
     if run_dir is not None:
         pot.meta["metrics"] = trainer.metrics
         pot.save(run_dir, weights=True, config=False)

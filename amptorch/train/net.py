@@ -239,6 +239,16 @@ class AtomsNet(NeuralNet):
             step["loss"] = all_reduce_sum(step["loss"].detach().clone())
         return step
 
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        """skorch's epoch half; before the validation half (run even without a validation split) the callbacks
+        with an ``on_training_done(net)`` hook hear that the epoch's optimizer steps are done
+        (:class:`~amptorch.train.callbacks.WeightAverage` swaps its averaged weights in)."""
+        if not training:
+            for _, cb in self.callbacks_:
+                if hasattr(cb, "on_training_done"):
+                    cb.on_training_done(self)
+        super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+
     def get_iterator(self, dataset, training=False):
         """A DataLoader over this rank's slices of the global batches (:class:`RankBatchSampler`) while
         fitting; in one process, or outside fitting (``forward``, ``predict``), whole batches in skorch's own

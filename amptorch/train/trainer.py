@@ -54,6 +54,7 @@ from amptorch.train.callbacks import (
     EnergyRefinement,
     PhaseLRScheduler,
     ResumeState,
+    WeightAverage,
 )
 from amptorch.train.config import Config
 from amptorch.train.net import AtomsLoss, AtomsNet, TrainingDiverged, empty_batch
@@ -312,6 +313,8 @@ class AtomsTrainer:
         monitor = self.plan.monitor(has_val)
         main = distributed.is_main()  # only rank 0 writes; every rank takes the same decisions
         cbs: list = [("best", BestWeights(f"{monitor}_best", save=save if main else None))]
+        if o.ema_decay is not None:  # after "best" (which keeps the averaged weights), before "resume"
+            cbs.append(("ema", WeightAverage(o.ema_decay)))
         if self.run_dir is not None and main:
             cbs.append(("csv", CSVLog(self.run_dir / "metrics.csv")))
         if o.scheduler:
@@ -465,10 +468,11 @@ class AtomsTrainer:
             if not self.config.optim.energy_refinement:
                 cfg.get("optim", {}).pop("epochs", None)
             cfg.get("cmd", {}).pop("verbose", None)
-        if saved != given:
-            keys = sorted(f"{sec}.{k}" for sec in set(saved) | set(given)
-                          for k in set(saved.get(sec) or {}) | set(given.get(sec) or {})
-                          if (saved.get(sec) or {}).get(k) != (given.get(sec) or {}).get(k))  # fmt: skip
+        # compared key by key: a key added to the config since the run was made reads as its null default
+        keys = sorted(f"{sec}.{k}" for sec in set(saved) | set(given)
+                      for k in set(saved.get(sec) or {}) | set(given.get(sec) or {})
+                      if (saved.get(sec) or {}).get(k) != (given.get(sec) or {}).get(k))  # fmt: skip
+        if keys:
             may = "" if self.config.optim.energy_refinement else " (only optim.epochs may be raised)"
             recommended = self.config.cmd.recipe == "recommended"
             if recommended and set(keys) <= {"optim.epochs", "optim.scheduler", "optim.energy_refinement"}:

@@ -114,8 +114,8 @@ class SamplingMethod:
         n_struct = batch.n_structures
         energy = energies.new_zeros((energies.shape[0], n_struct)).index_add(1, batch.image, energies)
         out = {"energy": energy, "energies": energies}
-        if plain:  # the plain model's pass on the same batch (dropout off)
-            res = model(batch, forces=forces, create_graph=False)
+        if plain:  # the plain prediction's pass on the same batch (dropout off; an ensemble's mean)
+            res = potential.predictor.eval()(batch, forces=forces, create_graph=False)
             out.update({f"plain_{k}": v.detach() for k, v in res.items()})
         if forces:
             out["forces"] = -forces_from_feature_grads(dEdG, batch)

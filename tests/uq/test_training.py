@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from amptorch.cli import main
-from amptorch.potential import TrainedPotential
+from amptorch.models import AtomisticModel
+from amptorch.potential import AmpTorchCalculator, TrainedPotential, errors
 from amptorch.testing import make_cu_emt, make_potential
 from amptorch.train import AtomsTrainer
 from amptorch.train.ensemble import bootstrap_indices
@@ -62,8 +63,57 @@ def test_one_call_trains_every_member_into_one_checkpoint(trained):
     assert torch.equal(weights[0], TrainedPotential.load(run).model.network.state_dict()["body.0.weight"])
     assert state.dropout_samples == 6 and state.latent.k == 2
     assert state.latent.n_seen == 6 * 32  # every training atom (6 of 8 structures; val_split 0.25)
-    assert set(trained.metrics["ensemble"]) == {"train", "valid"}
+    assert set(trained.metrics["member0"]) == {"train", "valid"}
     assert not np.array_equal(bootstrap_indices(6, 5), bootstrap_indices(6, 6))
+
+
+def _member(pot: TrainedPotential, network) -> TrainedPotential:
+    """One member of ``pot``'s ensemble as a potential of its own (the same scaler tables and baseline)."""
+    base = pot.model
+    model = AtomisticModel(network, base.feature_shift, base.feature_scale, base.energy_refs, base.energy_scale)
+    return TrainedPotential(pot.descriptor, model.double(), pot.network)
+
+
+def test_an_ensemble_checkpoint_predicts_its_members_mean(trained, data):
+    """predict, the calculator (fused and training paths) and the run's metrics are the members' mean: energies,
+    forces and stress, the same as the ensemble method's prediction; member 0 alone predicts otherwise."""
+    _, _, test = data
+    pot = TrainedPotential.load(trained.run_dir)
+    members = [_member(pot, net) for net in pot.uq.ensemble.networks]
+    each = [m.predict(test, stress=True) for m in members]
+    plain = pot.predict(test, stress=True)
+    for key in ("energy", "forces", "stress"):
+        mean = np.mean([e[key] for e in each], axis=0)
+        np.testing.assert_allclose(np.asarray(plain[key]), mean, rtol=1e-10, atol=1e-12, err_msg=key)
+    assert not np.allclose(plain["energy"], each[0]["energy"], rtol=1e-6)
+    with_sigma = pot.uq.predict(test, "ensemble")
+    np.testing.assert_allclose(plain["energy"], with_sigma["energy"], rtol=1e-10)
+    np.testing.assert_allclose(np.concatenate(plain["forces"]), np.concatenate(with_sigma["forces"]), atol=1e-10)
+    np.testing.assert_allclose(trained.predict(test)["energy"], plain["energy"], rtol=1e-10)
+    for fused in (True, False):
+        atoms = test[1].copy()
+        atoms.calc = AmpTorchCalculator(pot, fused=fused)
+        assert atoms.get_potential_energy() == pytest.approx(plain["energy"][1], rel=1e-10)
+        np.testing.assert_allclose(atoms.get_forces(), plain["forces"][1], atol=1e-9)
+        np.testing.assert_allclose(atoms.get_stress(), plain["stress"][1], atol=1e-10)
+    # the forces are the mean energy's gradient (central differences through the calculator)
+    atoms, h = test[2].copy(), 1e-4
+    atoms.calc = AmpTorchCalculator(pot)
+    forces = atoms.get_forces()
+    for i, c in ((0, 0), (7, 2)):
+        e = []
+        for step in (h, -h):
+            moved = atoms.copy()
+            moved.positions[i, c] += step
+            moved.calc = AmpTorchCalculator(pot)
+            e.append(moved.get_potential_energy())
+        assert -(e[0] - e[1]) / (2 * h) == pytest.approx(forces[i, c], abs=1e-6)
+    # the run's metrics are what its checkpoint predicts; member 0's are kept beside them
+    val = trained._splits[1]
+    assert trained.metrics["valid"]["energy_mae"] == pytest.approx(errors(*pot.evaluate_many(val))["energy_mae"],
+                                                                   rel=1e-9)  # fmt: skip
+    alone = errors(*members[0].evaluate_many(val))
+    assert trained.metrics["member0"]["valid"]["energy_mae"] == pytest.approx(alone["energy_mae"], rel=1e-9)
 
 
 def test_trainer_predict_with_uncertainty(trained, data):
@@ -203,5 +253,7 @@ def test_recompute_mode_ensemble(data, tmp_path):
     cfg["optim"]["epochs"] = 1
     trainer = AtomsTrainer(cfg).train()
     ens = TrainedPotential.load(trainer.run_dir).uq.ensemble
-    assert ens.members == 2 and set(trainer.metrics["ensemble"]) == {"train", "valid"}
-    assert trainer.metrics["ensemble"]["valid"]["forces_mae"] > 0
+    assert ens.members == 2 and set(trainer.metrics["member0"]) == {"train", "valid"}
+    assert trainer.metrics["valid"]["forces_mae"] > 0 and trainer.metrics["member0"]["valid"]["forces_mae"] > 0
+    # scored through the twin (geometry records): the members' mean, as a checkpoint's predict gives it
+    assert trainer.metrics["valid"] != trainer.metrics["member0"]["valid"]
