@@ -665,6 +665,19 @@ def cmd_md(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensemble_info(path: Path) -> dict | None:
+    """uq.json's ``ensemble`` entry of checkpoint directory ``path`` (None without one)."""
+    file = path / "uq.json"
+    if not file.is_file():
+        return None
+    try:
+        info = json.loads(file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InputError(f"checkpoint {path}: uq.json: not valid JSON; expected the file amptorch wrote") from None
+    entry = info.get("ensemble") if isinstance(info, dict) else None
+    return entry if isinstance(entry, dict) else None
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from ase.data import chemical_symbols
 
@@ -702,6 +715,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"activation {opts.get('activation')}" + (", element outputs" if opts.get("element_outputs") else "")
     )
     print(f"descriptor   {kind}, {meta.get('n_features')} features, hash {str(meta.get('descriptor_hash'))[:12]}")
+    ensemble = _ensemble_info(path)
+    if ensemble:
+        print(f"ensemble     {ensemble.get('members')} members (seeds {ensemble.get('seeds')}): predictions and the "
+              "metrics below are their mean")  # fmt: skip
     width = max((len(k) for k in desc), default=0)
     for k, v in desc.items():
         text = json.dumps(v)

@@ -18,9 +18,11 @@ the same run, and the ratio. Each timed call moves one atom by 1e-6 Å, so
 ASE recomputes and, on the fused path, the Verlet list (skin 0.5 Å) is
 reused, as between MD steps; the "new list" column uses ``skin=0`` (vesin
 runs every call, as after a large move). Models: float64, a float32 copy,
-and the float64 model on the training path (``fused=False``: derivative
+the float64 model on the training path (``fused=False``: derivative
 blocks from ``descriptor.compute`` through the model's autograd path, the
-calculator before the fused path existed).
+calculator before the fused path existed), and the float64 model with a
+5-member ensemble attached (what a ``uq.ensemble: 5`` checkpoint predicts:
+the members' mean, M network passes and one backward of the mean energy).
 
 Then where the time of one 1-thread fused call goes: vesin half list (only
 when rebuilt), features pass (C++), torch forward + backward to
@@ -67,6 +69,23 @@ def float32_copy(pot: TrainedPotential) -> TrainedPotential:
     model = AtomisticModel(net).to(torch.float32)
     model.load_state_dict({k: v.float() for k, v in pot.model.state_dict().items()})
     return TrainedPotential(pot.descriptor, model.eval(), pot.network, meta=pot.meta)
+
+
+def ensemble_copy(pot: TrainedPotential, members: int = 5) -> TrainedPotential:
+    """``pot`` with an ensemble of ``members`` networks (``pot``'s and freshly initialized ones) attached, as a
+    checkpoint trained with ``uq.ensemble`` holds it: the calculator then evaluates the members' mean."""
+    from amptorch.uq.ensemble import Ensemble
+    from amptorch.uq.state import UQState
+
+    nets = [pot.model.network]
+    for seed in range(1, members):
+        torch.manual_seed(seed)
+        nets.append(build_model(pot.network["name"], pot.descriptor.length, **pot.network["options"]).double())
+    out = TrainedPotential(pot.descriptor, pot.model, pot.network, meta=pot.meta)
+    state = UQState(out)
+    state.ensemble = Ensemble(nets)
+    out.uq = state
+    return out
 
 
 def cell(reps: int):
@@ -166,7 +185,8 @@ def main() -> None:
           "| MD steps/s | EMT MD steps/s |")  # fmt: skip
     print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     default_threads = torch.get_num_threads()
-    models = (("float64", pot64, True), ("float32", pot32, True), ("float64, training path", pot64, False))
+    models = (("float64", pot64, True), ("float32", pot32, True), ("float64, training path", pot64, False),
+              ("float64, 5-member ensemble mean", ensemble_copy(pot64), True))
     for reps in args.sizes:
         atoms = cell(reps)
         n = len(atoms)

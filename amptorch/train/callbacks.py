@@ -115,7 +115,7 @@ class WeightAverage(Callback):
         self._kept: list[torch.Tensor] | None = None  # the optimizer's weights while the average is swapped in
 
     def _params(self, net) -> list[torch.Tensor]:
-        return [p for p in net.module_.parameters()]
+        return list(net.module_.parameters())
 
     def reset(self, net) -> None:
         """Start the average again from the module's weights (a new run, or the refinement's switch)."""

@@ -155,6 +155,13 @@ def test_uq_commands(trained, data, tmp_path, capsys):
         capsys.readouterr().out
     )
 
+    capsys.readouterr()
+    assert main(["info", run]) == 0
+    text = capsys.readouterr().out
+    assert "ensemble     3 members (seeds [5, 6, 7]): predictions and the metrics below are their mean" in text
+    valid = trained.metrics["valid"]
+    assert f"energy MAE {1000 * valid['energy_mae']:.2f} meV/atom" in text
+
     report = tmp_path / "report"
     capsys.readouterr()
     assert main(["uq-report", run, str(root / "test.extxyz"), "--out", str(report)]) == 0
