@@ -20,7 +20,7 @@ def test_config_is_valid_and_names_the_shared_training_file(element):
     config = validate_config(cfg)
     assert config.model.name == "singlenn" and config.dataset.fp_scheme == "gmpordernorm"
     assert cfg["dataset"]["raw_data"] == f"../shared/data/mlearn/{element}_train.extxyz"
-    assert config.dataset.val_split > 0 and config.optim.force_coefficient > 0
+    assert 0 <= config.dataset.val_split < 0.5 and config.optim.force_coefficient > 0
     gmp = GMP.from_amptorch(cfg["dataset"]["fp_params"])
     assert gmp.smooth_cutoff == "cosine"  # a short hard cutoff would make the energy jump in MD
 
