@@ -169,12 +169,11 @@ def train_ensemble(trainer, raw_data=None, resume=None):
 
 
 class GeometryFeatures:
-    """A recompute-mode split (geometry records) read as FeatureRecords: each slice featurized on access
-    (derivatives when asked), so storing latents or scoring the ensemble never holds the split's features."""
+    """A recompute-mode split (geometry records) read as FeatureRecords without derivatives: each slice
+    featurized on access, so storing the training latents never holds the split's features."""
 
-    def __init__(self, split, descriptor, dtype, workers: int | None = None, derivatives: bool = False):
+    def __init__(self, split, descriptor, dtype, workers: int | None = None):
         self.split, self.descriptor, self.dtype, self.workers = split, descriptor, dtype, workers
-        self.derivatives = derivatives
 
     def __len__(self) -> int:
         return len(self.split)
@@ -186,7 +185,7 @@ class GeometryFeatures:
         source = self.split.source
         raw = source.records.__getitem__ if isinstance(source, GeometryDataset) else source.raw
         atoms = [raw(i).to_atoms() for i in indices]
-        return self.descriptor.compute_many(atoms, derivatives=self.derivatives, dtype=self.dtype,
+        return self.descriptor.compute_many(atoms, derivatives=False, dtype=self.dtype,
                                             workers=self.workers, progress=False, indices=indices)  # fmt: skip
 
 
