@@ -716,9 +716,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     )
     print(f"descriptor   {kind}, {meta.get('n_features')} features, hash {str(meta.get('descriptor_hash'))[:12]}")
     ensemble = _ensemble_info(path)
-    if ensemble:
-        print(f"ensemble     {ensemble.get('members')} members (seeds {ensemble.get('seeds')}): predictions and the "
-              "metrics below are their mean")  # fmt: skip
+    if ensemble:  # a checkpoint written before the mean was the prediction holds member 0's metrics
+        scored = "and the metrics below are their mean" if not metrics or "member0" in metrics else (
+            "are their mean; the metrics below are member 0's (trained before amptorch scored the mean)")
+        print(f"ensemble     {ensemble.get('members')} members (seeds {ensemble.get('seeds')}): predictions {scored}")
     width = max((len(k) for k in desc), default=0)
     for k, v in desc.items():
         text = json.dumps(v)

@@ -125,7 +125,7 @@ class AmpTorchCalculator(Calculator):
         if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 0:
             raise InputError(f"n_threads: got {n_threads!r}; expected an integer >= 0 (0: the defaults)")
         self.potential = as_potential(model, device)
-        self.model = self.potential.predictor.eval()  # model.pt's network, or an ensemble's members' mean
+        self.potential.model.eval()
         self.n_threads = int(n_threads)
         fused_path = entry_of(self.potential.descriptor).fused if fused else None
         self.inference = fused_path(self.potential.descriptor, skin) if fused_path is not None else None
@@ -137,6 +137,11 @@ class AmpTorchCalculator(Calculator):
         if self.uncertainty is not None:  # calc.get_property("energy_uncertainty", atoms) works too
             self.implemented_properties = [*type(self).implemented_properties, "energy_uncertainty",
                                            "forces_uncertainty"]  # fmt: skip
+
+    @property
+    def model(self):
+        """``potential.predictor``, read at each call (it follows the potential's device and ensemble)."""
+        return self.potential.predictor.eval()
 
     # -- the ASE hook -----------------------------------------------------------
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:

@@ -62,7 +62,8 @@ class TrainedPotential:
         self._warned: set[tuple[int, ...]] = set()
         self.path: Path | None = None  # the checkpoint directory it was loaded from or last saved to
         self._uq: UQState | None = None  # read on first use of .uq
-        self._mean: tuple[object, AtomisticModel] | None = None  # (the ensemble, its members' mean model)
+        self._mean: tuple[object, AtomisticModel, AtomisticModel] | None = None  # (ensemble, model, their mean)
+        self._no_ensemble: Path | None = None  # the checkpoint directory whose uq.json names no ensemble
 
     @property
     def uq(self) -> UQState:
@@ -92,32 +93,38 @@ class TrainedPotential:
         dropout / latent methods work on.
         """
         ensemble = self._ensemble()
+        base = self.model
         if ensemble is None:
-            return self.model
-        if self._mean is None or self._mean[0] is not ensemble:
+            return base
+        if self._mean is None or self._mean[0] is not ensemble or self._mean[1] is not base:
             from amptorch.models import MemberMean
 
-            base = self.model
-            mean = AtomisticModel(MemberMean(ensemble.networks), base.feature_shift, base.feature_scale,
-                                  base.energy_refs, base.energy_scale)  # fmt: skip
-            self._mean = (ensemble, mean)
-        mean = self._mean[1].to(device=self.device, dtype=self.dtype)  # (the members follow model.to)
-        if mean.twin is not self.model.twin:  # recompute mode: geometry records are featured by model's twin
-            mean.set_twin(self.model.twin)
+            mean = AtomisticModel(MemberMean(ensemble.networks))
+            self._mean = (ensemble, base, mean)
+        mean = self._mean[2]
+        for name, table in base.named_buffers(recurse=False):  # model's own tables (where they are now), never a copy
+            setattr(mean, name, table)
+        member = next(mean.network.parameters())
+        if (member.device, member.dtype) != (self.device, self.dtype):  # (the Ensemble's vmap pass moves them too)
+            mean.network.to(device=self.device, dtype=self.dtype)
+        if mean.twin is not base.twin:  # recompute mode: geometry records are featured by model's twin
+            mean.set_twin(base.twin)
         return mean
 
     def _ensemble(self):
-        """The trained ensemble (``amptorch.uq.Ensemble``) this potential holds, or None; a checkpoint's UQ
-        files are read only when its uq.json names an ensemble (not for a plain predict of any other)."""
+        """The trained ensemble (``amptorch.uq.Ensemble``) this potential holds, or None. A checkpoint's UQ
+        files are read only when its uq.json names an ensemble, and a uq.json that names none is read once."""
         if self._uq is None:
-            file = None if self.path is None else Path(self.path) / "uq.json"
-            if file is None or not file.is_file():
+            if self.path is None or self._no_ensemble == self.path:
                 return None
+            file = Path(self.path) / "uq.json"
             try:
-                if json.loads(file.read_text()).get("ensemble") is None:
-                    return None
+                names = file.is_file() and json.loads(file.read_text()).get("ensemble") is not None
             except (OSError, ValueError, AttributeError):
-                pass  # .uq reads it again and says what is wrong with it
+                names = True  # damaged: .uq reads it again and says what is wrong with it
+            if not names:
+                self._no_ensemble = self.path
+                return None
         return self.uq.ensemble
 
     @property
@@ -278,9 +285,14 @@ class TrainedPotential:
         from amptorch.potential.checkpoint import save
 
         path = Path(path)
-        moved = self.path is not None and Path(self.path).resolve() != path.resolve()
-        if self._uq is None and moved and (Path(self.path) / "uq.json").is_file():
-            self.uq  # noqa: B018 -- read the UQ files before writing them to the new directory
+        own = self.path is not None and Path(self.path).resolve() == path.resolve()
+        if self._uq is None and not own:
+            if self.path is not None and (Path(self.path) / "uq.json").is_file():
+                self.uq  # noqa: B018 -- read the UQ files before writing them to the new directory
+            elif (path / "uq.json").is_file():  # another potential's UQ files (an ensemble it predicts with)
+                from amptorch.uq.state import UQState
+
+                self._uq = UQState(self)  # empty: its uq.json is overwritten below
         out = save(self, path, weights=weights, config=config)
         if self._uq is not None and (not self._uq.empty or (path / "uq.json").is_file()):
             self._uq.save(path)  # an emptied state overwrites the directory's old uq.json too

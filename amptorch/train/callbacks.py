@@ -158,8 +158,11 @@ class WeightAverage(Callback):
         """What :class:`ResumeState` saves: ``average`` (tensors) and ``updates``."""
         return {"average": [t.detach().clone() for t in self.average], "updates": int(self.updates)}
 
-    def load_state(self, state: dict) -> None:
-        self.average = [t.clone() for t in state["average"]]
+    def load_state(self, state: dict, net) -> None:
+        """Put a saved average back, on the device and in the dtype of ``net``'s parameters (``resume.pt`` is
+        read onto the CPU)."""
+        self.average = [t.to(device=p.device, dtype=p.dtype, copy=True)
+                        for t, p in zip(state["average"], self._params(net), strict=True)]  # fmt: skip
         self.updates = int(state["updates"])
 
 
@@ -288,7 +291,7 @@ class ResumeState(Callback):
         if "csv" in cbs:
             cbs["csv"].keys = state["csv_keys"]
         if state.get("ema") is not None and "ema" in cbs:
-            cbs["ema"].load_state(state["ema"])
+            cbs["ema"].load_state(state["ema"], net)
         net._first_loss = state["first_loss"]
         set_rng_state(state["rng"])
 

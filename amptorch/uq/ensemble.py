@@ -5,8 +5,8 @@ The member networks' parameters are stacked along a leading member axis
 ``torch.func.functional_call`` in one batched pass; the prediction is the
 member mean, σ the spread over members (population standard deviation).
 In a checkpoint the members live in ``ensemble.pt`` (stacked tensors,
-``weights_only=True``); ``model.pt`` holds member 0, so a plain load still
-predicts with one member.
+``weights_only=True``); ``model.pt`` holds member 0. The checkpoint's prediction is the members' mean
+(``TrainedPotential.predictor``, a ``models.MemberMean`` over these networks), this pass's mean included.
 """
 
 from __future__ import annotations

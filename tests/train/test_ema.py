@@ -138,3 +138,18 @@ def test_bad_decays_are_one_line_errors():
     for bad, expected in ((1.0, "less than 1"), (0.0, "greater than 0"), ("fast", "valid number")):
         msg = _error({"optim": {"ema_decay": bad}})
         assert msg.startswith("config optim.ema_decay:") and expected in msg, msg
+
+
+def test_a_restored_average_takes_the_parameters_device_and_dtype():
+    """resume.pt is read onto the CPU in float64; the average goes where the parameters are (here float32)."""
+    from types import SimpleNamespace
+
+    from amptorch.train.callbacks import WeightAverage
+
+    module = torch.nn.Linear(3, 2).float()
+    ema = WeightAverage(0.9)
+    saved = {"average": [torch.ones(2, 3, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)], "updates": 7}
+    ema.load_state(saved, SimpleNamespace(module_=module))
+    assert [t.dtype for t in ema.average] == [torch.float32, torch.float32] and ema.updates == 7
+    assert ema.average[0].device == module.weight.device and torch.equal(ema.average[0], torch.ones(2, 3))
+    ema.on_batch_end(SimpleNamespace(module_=module), training=True)  # a step mixes them without a type error

@@ -116,6 +116,27 @@ def test_an_ensemble_checkpoint_predicts_its_members_mean(trained, data):
     assert trained.metrics["member0"]["valid"]["energy_mae"] == pytest.approx(alone["energy_mae"], rel=1e-9)
 
 
+def test_the_mean_follows_the_potential_and_its_files(trained, data, tmp_path):
+    """The mean uses model's own tables (changed in place, it changes); a plain potential saved over an
+    ensemble checkpoint's directory predicts alone, before and after loading."""
+    _, _, test = data
+    pot = TrainedPotential.load(trained.run_dir)
+    before = np.asarray(pot.predict(test[:2], forces=False)["energy"])
+    with torch.no_grad():
+        pot.model.energy_refs += 0.5  # eV/atom, every element
+    shifted = np.asarray(pot.predict(test[:2], forces=False)["energy"])
+    np.testing.assert_allclose(shifted - before, 0.5 * np.array([len(a) for a in test[:2]]), rtol=1e-9)
+
+    target = tmp_path / "copy"
+    TrainedPotential.load(trained.run_dir).save(target)  # the ensemble's files come along
+    assert TrainedPotential.load(target).uq.ensemble is not None
+    alone = _member(pot, pot.uq.ensemble.networks[1])
+    own = alone.predict(test, forces=False)["energy"]
+    alone.save(target)
+    np.testing.assert_allclose(alone.predict(test, forces=False)["energy"], own, rtol=1e-12)
+    np.testing.assert_allclose(TrainedPotential.load(target).predict(test, forces=False)["energy"], own, rtol=1e-10)
+
+
 def test_trainer_predict_with_uncertainty(trained, data):
     _, _, test = data
     loaded = TrainedPotential.load(trained.run_dir).uq
