@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import ase.io
 import numpy as np
@@ -182,6 +183,13 @@ def test_uq_commands(trained, data, tmp_path, capsys):
     assert "ensemble     3 members (seeds [5, 6, 7]): predictions and the metrics below are their mean" in text
     valid = trained.metrics["valid"]
     assert f"energy MAE {1000 * valid['energy_mae']:.2f} meV/atom" in text
+    old = tmp_path / "old"  # written before the mean was the prediction: member 0's metrics, no "member0"
+    shutil.copytree(trained.run_dir, old)
+    meta = json.loads((old / "meta.json").read_text())
+    meta["metrics"].pop("member0")
+    (old / "meta.json").write_text(json.dumps(meta))
+    assert main(["info", str(old)]) == 0
+    assert "predictions are their mean; the metrics below are member 0's" in capsys.readouterr().out
 
     report = tmp_path / "report"
     capsys.readouterr()
