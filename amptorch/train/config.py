@@ -231,6 +231,13 @@ class OptimSection(_Section):
             )
         return self
 
+    @field_validator("optimizer_args")
+    @classmethod
+    def _optimizer_args_type(cls, v: dict | bool) -> dict | bool:
+        if v is True:  # the original's default is false; true names no argument
+            raise ValueError("got true; expected a dict of optimizer arguments (e.g. {'weight_decay': 1e-5}) or false")
+        return v
+
     @model_validator(mode="after")
     def _optimizer_args(self) -> OptimSection:
         import torch

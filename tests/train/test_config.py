@@ -72,6 +72,7 @@ def test_misspelt_learning_rate_points_at_lr():
          "missing argument 'step_size'"),
         ({"optim": {"optimizer_args": {"weight_decayy": 1e-5}}}, "optim",
          "unknown argument 'weight_decayy'; did you mean 'weight_decay'"),
+        ({"optim": {"optimizer_args": True}}, "optim.optimizer_args", "expected a dict of optimizer arguments"),
     ],
 )  # fmt: skip
 def test_wrong_types_and_ranges(config, path, expected):
