@@ -96,6 +96,7 @@ def train_ensemble(trainer, raw_data=None, resume=None):
     the parity plots) are the mean's, plus ``metrics["member0"]`` (train / valid) of member 0 alone.
     """
     from amptorch.train.callbacks import RESUME_FILE
+    from amptorch.train.trainer import score
     from amptorch.uq.ensemble import Ensemble
 
     if resume is not None:
@@ -155,8 +156,9 @@ def train_ensemble(trainer, raw_data=None, resume=None):
             trainer.net = net0
         if pending is not None:
             pool.shutdown(cancel_futures=True)
-    trainer._summarize(train_records, val_records)  # before the ensemble is in: member 0's errors
-    member0 = {k: v for k, v in trainer.metrics.items() if k in ("train", "valid")}
+    # member 0's errors, scored before the ensemble is in (no plots or files: _summarize writes the mean's)
+    member0 = {name: score(pot, recs, trainer.plan.forces)[0]
+               for name, recs in (("train", train_records), ("valid", val_records)) if len(recs)}  # fmt: skip
     ensemble = Ensemble([m.network for m in initial], seeds=seeds, bootstrap=bootstrap)
     store_uq(trainer, train_records, ensemble)
     trainer._summarize(train_records, val_records)  # the checkpoint's prediction: the members' mean
